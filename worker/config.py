@@ -1,0 +1,173 @@
+"""The single source of configuration: one typed, frozen settings object.
+
+Every field is a CLI flag (``--kafka-bootstrap``) and an environment variable
+(``FINSIGNAL_KAFKA_BOOTSTRAP``); the CLI builds its flags from this class, so
+``--help`` and the env names can never drift from what the code reads.
+Precedence: CLI flag > environment > secret file (``*_file`` fields) > default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FINSIGNAL_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "finsignal-encoder"
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the setting and the fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
+    input_topic: str = Field("news.raw", description="topic of incoming news/chat events")
+    signals_topic: str = Field("news.signals", description="topic for per-message signals")
+    alerts_topic: str = Field("news.alerts", description="topic for surge alerts")
+    dlq_topic: str = Field("news.dlq", description="dead-letter topic for messages that cannot be classified")
+    group_id: str = Field("finsignal-classify", description="consumer group of the classify stage")
+    alert_group_id: str = Field("finsignal-alert", description="consumer group of the alert stage")
+    group_instance_id: str | None = Field(
+        None, description="static group membership id (e.g. the pod name); empty for dynamic membership"
+    )
+    role: Literal["all", "classify", "alert"] = Field("all", description="which stages this process runs")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout")
+    max_poll_interval_ms: int = Field(30_000, ge=1000, description="max time between polls before eviction")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a new consumer group starts reading"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when security_protocol is SASL_*"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (prefer sasl_password_file)")
+    sasl_password_file: Path | None = Field(None, description="file holding the SASL password")
+    ssl_cafile: Path | None = Field(None, description="CA bundle for the broker's certificate")
+    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(None, description="client private key (mutual TLS)")
+    producer_linger_ms: int = Field(5, ge=0, description="producer linger: small batches of outputs")
+    producer_compression: Literal["none", "gzip"] = Field("none", description="output compression")
+
+    # --- Input handling and batching -----------------------------------------------------------
+    max_message_bytes: int = Field(65_536, ge=256, description="messages larger than this go to the DLQ")
+    max_batch_size: int = Field(64, ge=1, description="max messages per inference batch")
+    max_batch_tokens: int = Field(8192, ge=64, description="max padded tokens per inference batch")
+    max_batch_delay_ms: int = Field(20, ge=0, description="max wait to fill a batch once one message is in")
+    max_tokens: int = Field(128, ge=8, le=512, description="token cap per message (longer text is truncated)")
+
+    # --- Model -------------------------------------------------------------------------------
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="folder of the shipped encoder (manifest.json)")
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime provider: auto picks CUDA when available"
+    )
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: all cores)")
+
+    # --- Knowledge base (Redis) --------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the versioned KB")
+    redis_password: SecretStr | None = Field(None, description="Redis password (prefer redis_password_file)")
+    redis_password_file: Path | None = Field(None, description="file holding the Redis password")
+    kb_namespace: str = Field("finsignal:kb", description="Redis key prefix of the KB")
+    kb_poll_interval_s: float = Field(5.0, gt=0, description="KB pointer poll (pub/sub notices can be lost)")
+    kb_top_m: int = Field(8, ge=1, description="knowledge points attended to per message")
+    kb_top_groups: int = Field(3, ge=1, description="expert groups routed to per message (sparse routing)")
+    kb_max_entries: int = Field(500_000, ge=1, description="refuse KB versions larger than this")
+
+    # --- Alerts ------------------------------------------------------------------------------
+    alert_window_s: int = Field(300, ge=10, description="short surge window (event time)")
+    alert_baseline_halflife_s: int = Field(6 * 3600, ge=60, description="baseline EWMA half-life")
+    alert_allowed_lateness_s: int = Field(120, ge=0, description="events later than this are counted late")
+    alert_min_count: int = Field(5, ge=1, description="min negative messages in the window to alert")
+    alert_cooldown_s: int = Field(900, ge=0, description="no new alert for a key within this time")
+
+    # --- Operations --------------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="address of the /metrics, /healthz, /readyz server")
+    metrics_port: int = Field(9100, ge=0, le=65535, description="port of the metrics server (0: any free)")
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="SIGTERM: finish, flush, commit within this")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(
+                    f"{server!r} is not host:port; set FINSIGNAL_KAFKA_BOOTSTRAP or --kafka-bootstrap "
+                    "to e.g. 127.0.0.1:9092"
+                )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username):
+            raise ValueError(
+                "security_protocol SASL_* needs sasl_mechanism and sasl_username "
+                "(FINSIGNAL_SASL_MECHANISM, FINSIGNAL_SASL_USERNAME) and a password "
+                "(FINSIGNAL_SASL_PASSWORD or FINSIGNAL_SASL_PASSWORD_FILE)"
+            )
+        return self
+
+    # Secrets: read from the value or its file, never logged (SecretStr masks repr/str).
+    def sasl_password_value(self) -> str | None:
+        return _secret(self.sasl_password, self.sasl_password_file)
+
+    def redis_password_value(self) -> str | None:
+        return _secret(self.redis_password, self.redis_password_file)
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """Connection settings shared by every kafka-python client of this process."""
+        kwargs: dict[str, object] = {
+            "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap.split(",")],
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password_value()
+        for key, path in (("ssl_cafile", self.ssl_cafile), ("ssl_certfile", self.ssl_certfile),
+                          ("ssl_keyfile", self.ssl_keyfile)):
+            if path is not None:
+                kwargs[key] = str(path)
+        return kwargs
+
+
+def _secret(value: SecretStr | None, path: Path | None) -> str | None:
+    if value is not None:
+        return value.get_secret_value()
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from exc
+    return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from env + overrides, turning validation errors into one readable ConfigError."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "settings"
+            flag = "--" + name.replace("_", "-")
+            env = ENV_PREFIX + name.upper()
+            lines.append(f"setting {name} ({flag} / {env}): {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
