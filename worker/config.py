@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     kb_top_m: int = Field(8, ge=1, description="knowledge points attended to per message")
     kb_top_groups: int = Field(3, ge=1, description="expert groups routed to per message (sparse routing)")
     kb_max_entries: int = Field(500_000, ge=1, description="refuse KB versions larger than this")
+    kb_keep_versions: int = Field(
+        100, ge=1, description="KB versions kept in Redis for rollback (older contents are pruned)"
+    )
 
     # --- Alerts ------------------------------------------------------------------------------
     alert_window_s: int = Field(300, ge=10, description="short surge window (event time)")
