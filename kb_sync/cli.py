@@ -102,7 +102,7 @@ def _publish(args: argparse.Namespace) -> int:
         else:
             version = store.publish(parsed.entries, author=author, message=args.message)
         size = len(store.load(version).entries)
-        Console().print(
+        _console().print(
             f"published KB version [bold]{version}[/bold] ({size} entries) in {settings.kb_namespace}"
         )
         return 0
@@ -154,9 +154,9 @@ def _history(args: argparse.Namespace) -> int:
                 str(row.get("entries", "")),
                 str(row.get("message", "")),
             )
-        Console().print(table)
+        _console().print(table)
         if not rows:
-            Console().print("no KB version published yet")
+            _console().print("no KB version published yet")
         return 0
 
     return _with_store(settings, run, "history")
@@ -167,7 +167,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
     def run(store: KBStore) -> int:
         version = store.rollback(args.version, author=args.author or _default_author())
-        Console().print(f"KB version [bold]{version}[/bold] now serves the content of version {args.version}")
+        _console().print(
+            f"KB version [bold]{version}[/bold] now serves the content of version {args.version}"
+        )
         return 0
 
     return _with_store(settings, run, "rollback")
@@ -181,16 +183,16 @@ def _diff(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(changes)
             return 0
-        console = Console()
+        console = _console()
         for name, colour in (("added", "green"), ("removed", "red")):
             table = Table(title=f"{name} ({len(changes[name])})", title_style=colour)
-            for column in ("id", "kind", "group", "topic", "sentiment", "weight", "text"):
-                table.add_column(column)
+            _entry_columns(table)
             for entry in changes[name]:
                 table.add_row(*_entry_cells(entry))
             console.print(table)
         table = Table(title=f"changed ({len(changes['changed'])})", title_style="yellow")
-        for column in ("id", "field", f"v{args.v1}", f"v{args.v2}"):
+        table.add_column("id", no_wrap=True)
+        for column in ("field", f"v{args.v1}", f"v{args.v2}"):
             table.add_column(column)
         for change in changes["changed"]:
             before, after = change["before"], change["after"]
@@ -236,17 +238,32 @@ def _with_store(settings: Settings, run: Callable[[KBStore], int], action: str) 
 
 
 def _print_snapshot(snapshot: KBSnapshot) -> None:
-    console = Console()
+    console = _console()
     table = Table(
         title=f"KB version {snapshot.version}: {len(snapshot.entries)} entries, "
         f"published {snapshot.published_at} by {snapshot.author}"
         + (f" ({snapshot.message})" if snapshot.message else "")
     )
-    for column in ("id", "kind", "group", "topic", "sentiment", "weight", "text"):
-        table.add_column(column)
+    _entry_columns(table)
     for entry in snapshot.entries:
         table.add_row(*_entry_cells(entry.to_dict()))
     console.print(table)
+
+
+def _console() -> Console:
+    # Piped output (less, grep, CI logs) gets a wide page instead of rich's 80-column default.
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _entry_columns(table: Table) -> None:
+    table.add_column("id", no_wrap=True)  # ids are what people copy into deltas: never wrapped
+    for column in ("kind", "group"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("topic", max_width=28)
+    for column in ("sentiment", "weight"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("text", min_width=20)
 
 
 def _entry_cells(entry: dict[str, Any]) -> list[str]:
