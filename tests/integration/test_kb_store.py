@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -15,7 +16,7 @@ from kb_sync.model import KBEntry
 from kb_sync.store import KBConflict, KBCorrupt, KBNotFound, KBStore, KBTooLarge
 
 
-def make_entry(entry_id: str, **changes: object) -> KBEntry:
+def make_entry(entry_id: str, **changes: Any) -> KBEntry:
     entry = KBEntry(id=entry_id, kind="term", text=f"text of {entry_id}", group="macro", author="t",
                     sentiment="negative")  # fmt: skip
     return dataclasses.replace(entry, **changes)
@@ -33,8 +34,8 @@ def store(client: redis.Redis, unique_name: Callable[[str], str]) -> KBStore:
     return KBStore(client, unique_name("kb"))
 
 
-def namespace_keys(client: redis.Redis, namespace: str) -> dict[bytes, bytes | list[bytes] | None]:
-    out: dict[bytes, bytes | list[bytes] | None] = {}
+def namespace_keys(client: redis.Redis, namespace: str) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
     for key in client.scan_iter(match=f"{namespace}:*"):
         out[key] = client.lrange(key, 0, -1) if client.type(key) == b"list" else client.get(key)
     return out
@@ -169,7 +170,9 @@ def test_invalid_entry_with_matching_checksum_is_detected(store: KBStore, client
 
     version = store.publish([make_entry("a")], author="t")
     blob = orjson.dumps([{**make_entry("a").to_dict(), "sentiment": "bearish"}])
-    meta = orjson.loads(client.get(f"{store.namespace}:v:{version}:meta"))
+    raw_meta = client.get(f"{store.namespace}:v:{version}:meta")
+    assert isinstance(raw_meta, bytes)
+    meta = orjson.loads(raw_meta)
     meta["sha256"] = hashlib.sha256(blob).hexdigest()
     client.set(f"{store.namespace}:v:{version}", blob)
     client.set(f"{store.namespace}:v:{version}:meta", orjson.dumps(meta))
