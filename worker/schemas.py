@@ -33,6 +33,14 @@ KINDS: tuple[str, ...] = tuple(SCHEMA_FILES)
 
 _MAX_VALUE_CHARS = 60
 
+# Kafka headers of a DLQ record (schemas/dlq_record.v1.json); the value is the original bytes.
+DLQ_REASON = "finsignal.error.reason"
+DLQ_DETAIL = "finsignal.error.detail"
+DLQ_SOURCE_TOPIC = "finsignal.source.topic"
+DLQ_SOURCE_PARTITION = "finsignal.source.partition"
+DLQ_SOURCE_OFFSET = "finsignal.source.offset"
+DLQ_FAILED_AT = "finsignal.failed_at"
+
 
 class SchemaError(ValueError):
     """A payload does not match its schema; ``str()`` reads "field 'x': message"."""
@@ -87,6 +95,11 @@ def first_error(kind: str, obj: Any) -> str | None:
     if compiled.is_valid(obj):
         return None
     return str(_to_schema_error(kind, next(iter(compiled.iter_errors(obj)))))
+
+
+def decode_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
+    """Kafka record headers as the {name: UTF-8 text} map that dlq_record.v1 describes."""
+    return {name: value.decode("utf-8", errors="replace") for name, value in headers or []}
 
 
 def _to_schema_error(kind: str, error: Any) -> SchemaError:

@@ -125,3 +125,21 @@ def test_non_object_is_rejected() -> None:
 def test_unknown_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown schema kind 'tweet'"):
         validate("tweet", {})
+
+
+def test_dlq_headers_decode_into_a_valid_record() -> None:
+    headers = [
+        (schemas.DLQ_REASON, b"invalid_utf8"),
+        (schemas.DLQ_DETAIL, b"byte 0xff at position 3"),
+        (schemas.DLQ_SOURCE_TOPIC, b"news.raw"),
+        (schemas.DLQ_SOURCE_PARTITION, b"0"),
+        (schemas.DLQ_SOURCE_OFFSET, b"42"),
+        (schemas.DLQ_FAILED_AT, b"2026-11-28T14:03:12.001Z"),
+        ("traceparent", b"00-abc-def-01"),
+    ]
+    decoded = schemas.decode_headers(headers)
+    assert decoded[schemas.DLQ_SOURCE_OFFSET] == "42"
+    assert first_error("dlq_record", decoded) is None
+    assert first_error("dlq_record", schemas.decode_headers(headers[1:])) == (
+        "field 'finsignal.error.reason': is required"
+    )
