@@ -1,0 +1,85 @@
+"""`finsignal model build|eval|export`: offline model commands (torch is imported only inside handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from worker.config import DEFAULT_MODEL_DIR
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    model = subparsers.add_parser("model", help="build, evaluate and export the encoder (offline)")
+    commands = model.add_subparsers(dest="model_command", metavar="MODEL_COMMAND", required=True)
+
+    export = commands.add_parser("export", help="export the dense base encoder or a trained checkpoint")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dense", action="store_true", help="the base all-MiniLM-L6-v2 (embedding only)")
+    source.add_argument("--checkpoint", type=Path, help="a checkpoint folder written by `model build`")
+    export.add_argument("--out", type=Path, required=True, help="artifact folder to write")
+    export.add_argument("--max-tokens", type=int, default=128, help="tokenizer truncation length")
+    export.add_argument("--no-fp16", action="store_true", help="skip the FP16 (GPU) file")
+    export.set_defaults(handler=_export)
+
+    build = commands.add_parser("build", help="fine-tune, prune, distil and export the shipped encoder")
+    build.add_argument("--sentiment-data", type=Path, required=True, help="JSONL with text + sentiment")
+    build.add_argument("--topic-data", type=Path, required=True, help="JSONL with text + topic")
+    build.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder to write")
+    build.add_argument("--work-dir", type=Path, default=Path(".cache/model-build"), help="checkpoints")
+    build.add_argument("--teacher-epochs", type=float, default=None, help="override teacher epochs")
+    build.add_argument("--student-epochs", type=float, default=None, help="override student epochs")
+    build.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    build.add_argument("--seed", type=int, default=13, help="random seed (data split uses its own)")
+    build.add_argument("--resume", action="store_true", help="reuse a finished teacher in --work-dir")
+    build.set_defaults(handler=_build)
+
+    evaluate = commands.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of an artifact")
+    evaluate.add_argument("--data", type=Path, required=True, help="labelled JSONL (text + label field)")
+    evaluate.add_argument("--task", choices=["sentiment", "topic"], default=None, help="default: guessed")
+    evaluate.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--plot", type=Path, default=None, help="write the confusion matrix as PNG")
+    evaluate.add_argument("--dev-split", action="store_true", help="score only the fixed dev split")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="texts per inference batch")
+    evaluate.add_argument("--target", choices=["cpu", "cuda"], default="cpu", help="which ONNX file")
+    evaluate.set_defaults(handler=_eval)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from worker.model_build.export import export_dense
+
+    if args.dense:
+        manifest = export_dense(args.out, max_tokens=args.max_tokens, fp16=not args.no_fp16)
+    else:
+        from worker.model_build.build import export_checkpoint
+
+        manifest = export_checkpoint(args.checkpoint, args.out, fp16=not args.no_fp16)
+    print(json.dumps({"out": str(args.out), "files": manifest["files"]}, indent=2))
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from worker.model_build.build import BuildOptions, run_build
+
+    options = BuildOptions(
+        sentiment_data=args.sentiment_data,
+        topic_data=args.topic_data,
+        out_dir=args.out,
+        work_dir=args.work_dir,
+        seed=args.seed,
+        threads=args.threads,
+        resume=args.resume,
+        teacher_epochs=args.teacher_epochs,
+        student_epochs=args.student_epochs,
+        argv=sys.argv[1:],
+    )
+    run_build(options)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from worker.model_build.evaluate import run_eval_command
+
+    return run_eval_command(args)
