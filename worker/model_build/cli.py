@@ -46,6 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     evaluate.add_argument("--target", choices=["cpu", "cuda"], default="cpu", help="which ONNX file")
     evaluate.set_defaults(handler=_eval)
 
+    speed = commands.add_parser("speed", help="messages/s of the model vs a baseline artifact (same texts)")
+    speed.add_argument("--data", type=Path, required=True, help="JSONL with a text field")
+    speed.add_argument(
+        "--baseline", type=Path, default=Path(".cache/minilm-dense"), help="e.g. the dense export"
+    )
+    speed.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder")
+    speed.add_argument("--batch-size", type=int, default=32, help="texts per batch (same for both)")
+    speed.add_argument("--limit", type=int, default=1024, help="texts sampled from --data")
+    speed.add_argument("--rounds", type=int, default=5, help="alternating timed rounds (median kept)")
+    speed.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    speed.add_argument("--json", action="store_true", help="print one JSON object")
+    speed.set_defaults(handler=_speed)
+
 
 def _export(args: argparse.Namespace) -> int:
     from worker.model_build.export import export_dense
@@ -83,3 +96,9 @@ def _eval(args: argparse.Namespace) -> int:
     from worker.model_build.evaluate import run_eval_command
 
     return run_eval_command(args)
+
+
+def _speed(args: argparse.Namespace) -> int:
+    from worker.model_build.speed import run_speed_command
+
+    return run_speed_command(args)

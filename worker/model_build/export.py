@@ -47,12 +47,13 @@ def architecture_of(encoder: nn.Module, max_tokens: int) -> dict[str, int]:
     config = encoder.config  # type: ignore[attr-defined]
     layers = encoder.encoder.layer  # type: ignore[attr-defined]
     heads = [layer.attention.self.num_attention_heads for layer in layers]
+    head_size = int(layers[0].attention.self.attention_head_size) if len(layers) else 0
     ffn = [layer.intermediate.dense.out_features for layer in layers]
     return {
         "hidden_size": int(config.hidden_size),
         "num_layers": len(layers),
         "num_heads": int(heads[0]) if heads else 0,
-        "head_size": int(config.hidden_size // config.num_attention_heads),
+        "head_size": head_size,
         "intermediate_size": int(ffn[0]) if ffn else 0,
         "vocab_size": int(encoder.embeddings.word_embeddings.num_embeddings),  # type: ignore[attr-defined]
         "max_tokens": int(max_tokens),
@@ -91,7 +92,9 @@ def export_artifact(
     checks: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="finsignal-export-") as tmp:
         fp32 = export_onnx(wrapper, Path(tmp) / "model.fp32.onnx", arch["vocab_size"])
-        fused = optimize_onnx(fp32, Path(tmp) / "model.fused.onnx", arch["num_heads"], arch["hidden_size"])
+        fused = optimize_onnx(
+            fp32, Path(tmp) / "model.fused.onnx", arch["num_heads"], arch["num_heads"] * arch["head_size"]
+        )
         checks["fp32_fused"] = check_export(wrapper, fused, ids, mask).as_dict()
         quantize_int8(fused, out_dir / INT8_NAME)
         checks["int8"] = check_export(wrapper, out_dir / INT8_NAME, ids, mask).as_dict()

@@ -82,14 +82,23 @@ def export_onnx(wrapper: ExportWrapper, path: Path, vocab_size: int) -> Path:
     return path
 
 
-def optimize_onnx(src: Path, dst: Path, num_heads: int, hidden_size: int) -> Path:
-    """Fuse attention / LayerNorm / GELU with onnxruntime.transformers (heads and width given
-    explicitly: after head pruning they cannot be inferred from the config)."""
+def optimize_onnx(src: Path, dst: Path, num_heads: int, attention_size: int) -> Path:
+    """Fuse attention / LayerNorm / GELU with onnxruntime.transformers.
+
+    Heads are given explicitly (the traced reshape says -1). ``attention_size`` is num_heads x
+    head_size, which after head pruning is smaller than the model width: the fusion matches it
+    against the reshape, and reads the (narrower) Q/K/V widths from the weights.
+    """
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model = optimize_model(
-        str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1
-    )
+    # It warns that attention_size differs from the input width: expected after head pruning.
+    logging.disable(logging.WARNING)
+    try:
+        model = optimize_model(
+            str(src), model_type="bert", num_heads=num_heads, hidden_size=attention_size, opt_level=1
+        )
+    finally:
+        logging.disable(logging.NOTSET)
     model.save_model_to_file(str(dst))
     return dst
 

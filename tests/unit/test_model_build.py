@@ -1,0 +1,206 @@
+"""Build pipeline on a tiny random BERT: prune, distil, export, quantize; pruning/vocab invariants.
+
+Nothing here trains the real model or needs /work/shared/data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors  # noqa: E402
+
+from worker.model_build.artifact import verify_artifact  # noqa: E402
+from worker.model_build.build import BuildOptions, PruneTarget, run_build  # noqa: E402
+from worker.model_build.checkpoint import load_checkpoint  # noqa: E402
+from worker.model_build.data import load_labelled, stratified_split  # noqa: E402
+from worker.model_build.evaluate import OnnxClassifier, score  # noqa: E402
+from worker.model_build.prune import gate_importance, prune_ffn, prune_heads, prune_vocab  # noqa: E402
+from worker.model_build.tokenizer_files import encode_batch, runtime_tokenizer  # noqa: E402
+from worker.model_build.train import TrainConfig  # noqa: E402
+from worker.model_build.vocab import kept_token_ids, write_pruned_tokenizer  # noqa: E402
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = {
+    "negative": ["shares", "plunge", "miss", "cut", "loss", "slump", "downgrade", "weak", "falls"],
+    "neutral": ["company", "reports", "meeting", "scheduled", "today", "announces", "update", "holds"],
+    "positive": ["beats", "soar", "upgrade", "record", "profit", "rally", "strong", "jumps", "gains"],
+}
+TOPICS = {
+    "Earnings": ["earnings", "quarter", "revenue", "eps", "guidance"],
+    "Fed": ["fed", "rates", "powell", "inflation", "hike"],
+    "Energy": ["oil", "opec", "crude", "gas", "barrel"],
+}
+
+
+def _write_tokenizer(path: Path) -> Path:
+    words = sorted({w for ws in (*WORDS.values(), *TOPICS.values()) for w in ws} | {"stock", "the", "and"})
+    chars = sorted({c for w in words for c in w} | set("0123456789$%.,"))
+    vocab = SPECIALS + [f"[unused{i}]" for i in range(20)] + chars + [f"##{c}" for c in chars] + words
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer.add_special_tokens(SPECIALS)
+    tokenizer.save(str(path))
+    return path
+
+
+def _write_data(tmp: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    sentiment, topic = tmp / "sentiment.jsonl", tmp / "topic.jsonl"
+    with sentiment.open("w") as out:
+        for i in range(90):
+            label = list(WORDS)[i % 3]
+            text = " ".join(rng.choice(WORDS[label], 3)) + " stock"
+            out.write(json.dumps({"id": f"s{i}", "text": text, "sentiment": label}) + "\n")
+    with topic.open("w") as out:
+        for i in range(90):
+            label = list(TOPICS)[i % 3]
+            text = "the " + " ".join(rng.choice(TOPICS[label], 3))
+            out.write(
+                json.dumps(
+                    {"id": f"t{i}", "text": text, "sentiment": None, "topic": label, "label_orig": i % 3}
+                )
+                + "\n"
+            )
+    return sentiment, topic
+
+
+def _tiny_bert(vocab_size: int):  # type: ignore[no-untyped-def]
+    config = transformers.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(0)
+    return transformers.BertModel(config, add_pooling_layer=False)
+
+
+def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
+    tokenizer = _write_tokenizer(tmp_path / "tokenizer.json")
+    sentiment, topic = _write_data(tmp_path)
+    vocab_size = Tokenizer.from_file(str(tokenizer)).get_vocab_size()
+    options = BuildOptions(
+        sentiment_data=sentiment,
+        topic_data=topic,
+        out_dir=tmp_path / "artifact",
+        work_dir=tmp_path / "work",
+        max_len=16,
+        teacher=TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=3e-3),
+        student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
+        prune=PruneTarget(layers=1, heads=2, ffn=16, importance_batches=2, layer_batches=2),
+        base_encoder=_tiny_bert(vocab_size),
+        base_tokenizer=tokenizer,
+        argv=["model", "build", "--sentiment-data", str(sentiment)],
+    )
+    manifest = run_build(options)
+
+    artifact = verify_artifact(tmp_path / "artifact")  # every file matches its sha256 and size
+    arch = manifest["architecture"]
+    assert (arch["num_layers"], arch["num_heads"], arch["intermediate_size"]) == (1, 2, 16)
+    assert arch["vocab_size"] < vocab_size  # the [unused] rows were dropped
+    assert manifest["parameters"]["pruned"] < manifest["parameters"]["dense"]
+    assert manifest["labels"]["topic"] == ["Earnings", "Fed", "Energy"]
+    assert manifest["build_command"].startswith("finsignal model build")
+    for name in ("int8", "fp16"):
+        check = manifest["export_checks"][name]
+        assert check["embedding_min_cosine"] > 0.98
+        assert min(check["argmax_agreement"].values()) >= 0.75
+    assert manifest["export_checks"]["fp32_fused"]["embedding_max_abs_diff"] < 1e-4
+
+    # The shipped INT8 file agrees with the torch checkpoint on fresh texts.
+    model, _ = load_checkpoint(tmp_path / "work" / "student")
+    texts = ["oil crude barrel", "fed rates hike", "shares plunge", "record profit beats"]
+    ids, mask = encode_batch(runtime_tokenizer(artifact.tokenizer_path, 16), texts)
+    with torch.no_grad():
+        out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+    classifier = OnnxClassifier(tmp_path / "artifact")
+    onnx_logits = classifier.logits(texts, "topic")
+    assert np.abs(onnx_logits - out.logits["topic"].numpy()).max() < 0.1
+    report = score(classifier, load_labelled(topic, "topic"), "topic")
+    assert report["n"] == 90 and 0.0 <= report["accuracy"] <= 1.0
+
+
+def _hidden(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    with torch.no_grad():
+        return encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+
+
+def test_pruned_heads_and_neurons_equal_gated_model() -> None:
+    encoder = _tiny_bert(50).eval()
+    ids = torch.randint(5, 50, (3, 7))
+    keep_heads, keep_neurons = [0, 3], list(range(0, 64, 2))
+    layer = encoder.encoder.layer[0]
+    head_gate = torch.zeros(4 * 8)
+    for h in keep_heads:
+        head_gate[h * 8 : (h + 1) * 8] = 1
+    neuron_gate = torch.zeros(64)
+    neuron_gate[keep_neurons] = 1
+    handles = [
+        layer.attention.output.dense.register_forward_pre_hook(lambda m, a: (a[0] * head_gate,)),
+        layer.output.dense.register_forward_pre_hook(lambda m, a: (a[0] * neuron_gate,)),
+    ]
+    expected = _hidden(encoder, ids)
+    for handle in handles:
+        handle.remove()
+    prune_heads(layer, keep_heads)
+    prune_ffn(layer, keep_neurons)
+    assert layer.attention.self.query.out_features == 16
+    assert torch.allclose(_hidden(encoder, ids), expected, atol=1e-5)
+
+
+def test_gate_importance_shapes_and_signal() -> None:
+    encoder = _tiny_bert(50)
+    ids = torch.randint(5, 50, (4, 6))
+    batches = [ids, ids.flip(0)]
+    importance = gate_importance(encoder, batches, lambda b: _hidden_with_grad(encoder, b).pow(2).mean())
+    assert importance.heads.shape == (2, 4)
+    assert np.allclose(np.linalg.norm(importance.heads, axis=1), 1.0)
+    assert [n.shape for n in importance.neurons] == [(64,), (64,)]
+    assert all(n.sum() > 0 for n in importance.neurons)
+
+
+def _hidden_with_grad(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+
+
+def test_vocab_pruning_keeps_corpus_tokenization(tmp_path: Path) -> None:
+    src = _write_tokenizer(tmp_path / "tokenizer.json")
+    corpus = ["shares plunge today", "oil crude rally", "fed hike 25"]
+    keep = kept_token_ids(src, corpus)
+    dst = write_pruned_tokenizer(src, tmp_path / "pruned.json", keep)
+    old, new = Tokenizer.from_file(str(src)), Tokenizer.from_file(str(dst))
+    assert new.get_vocab_size() == len(keep) < old.get_vocab_size()
+    for text in [*corpus, "zzz unseen words"]:
+        old_tokens, new_tokens = old.encode(text).tokens, new.encode(text).tokens
+        assert new_tokens == old_tokens  # single characters kept, so unseen words still split the same
+        # ids are remapped consistently: new id i is old id keep[i]
+        assert [int(keep[i]) for i in new.encode(text).ids] == old.encode(text).ids
+    assert new.token_to_id("[PAD]") == 0
+    encoder = _tiny_bert(old.get_vocab_size()).eval()
+    ids_old = torch.tensor([old.encode(corpus[0]).ids])
+    expected = _hidden(encoder, ids_old)
+    prune_vocab(encoder, keep)
+    assert torch.allclose(_hidden(encoder, torch.tensor([new.encode(corpus[0]).ids])), expected, atol=1e-5)
+
+
+def test_dev_split_is_fixed_and_stratified() -> None:
+    labels = np.repeat(np.arange(3), [100, 40, 20])
+    train_a, dev_a = stratified_split(labels)
+    train_b, dev_b = stratified_split(labels)
+    assert np.array_equal(dev_a, dev_b) and np.array_equal(train_a, train_b)
+    assert not set(train_a) & set(dev_a) and len(train_a) + len(dev_a) == len(labels)
+    assert np.bincount(labels[dev_a]).tolist() == [15, 6, 3]

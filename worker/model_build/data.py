@@ -1,0 +1,123 @@
+"""Labelled JSONL data and the fixed stratified dev split (torch-free).
+
+Each line is an object with ``text`` and the label field (``sentiment`` or ``topic``); lines with a
+null label are skipped (the topic file has ``sentiment: null``). Bad lines raise a ``DataError``
+naming the file and line, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SENTIMENT_LABELS = ["negative", "neutral", "positive"]
+DEV_FRACTION = 0.15
+DEV_SEED = 20240601  # fixed: the dev split must never move between runs
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    texts: list[str]
+    labels: np.ndarray  # int64 indices into label_names
+    label_names: list[str]
+
+    def subset(self, indices: np.ndarray) -> LabelledTexts:
+        return LabelledTexts([self.texts[i] for i in indices], self.labels[indices], self.label_names)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def guess_task(path: Path) -> str:
+    """``sentiment`` or ``topic``: whichever label field the first labelled lines carry."""
+    with _open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            row = _parse(line, path, number)
+            if row.get("topic") is not None:
+                return "topic"
+            if row.get("sentiment") is not None:
+                return "sentiment"
+            if number > 50:
+                break
+    raise DataError(f"{path}: no 'sentiment' or 'topic' labels found in the first lines; pass --task")
+
+
+def load_labelled(path: Path, task: str, label_names: list[str] | None = None) -> LabelledTexts:
+    """Read ``text`` + ``task`` label; ``label_names`` fixes the class order (else derived)."""
+    texts: list[str] = []
+    raw: list[str] = []
+    order: dict[str, int] = {}
+    with _open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            row = _parse(line, path, number)
+            label = row.get(task)
+            if label is None:
+                continue
+            text = row.get("text")
+            if not isinstance(text, str) or not isinstance(label, str):
+                raise DataError(f"{path}:{number}: needs string fields 'text' and '{task}'")
+            texts.append(text)
+            raw.append(label)
+            if isinstance(row.get("label_orig"), int):
+                order.setdefault(label, row["label_orig"])
+    if not texts:
+        raise DataError(f"{path}: no lines with a '{task}' label")
+    if label_names is None:
+        if task == "sentiment":
+            label_names = list(SENTIMENT_LABELS)
+        else:  # the source's label id order when present (stable across runs), else alphabetical
+            label_names = sorted(set(raw), key=lambda name: (order.get(name, 1 << 30), name))
+    index = {name: i for i, name in enumerate(label_names)}
+    unknown = sorted(set(raw) - set(index))
+    if unknown:
+        raise DataError(f"{path}: labels {unknown} are not among the model's {task} labels {label_names}")
+    return LabelledTexts(texts, np.asarray([index[label] for label in raw], dtype=np.int64), label_names)
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float = DEV_FRACTION, seed: int = DEV_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, dev) index arrays: ``fraction`` of every class goes to dev, chosen with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    train: list[np.ndarray] = []
+    dev: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        members = members[rng.permutation(len(members))]
+        n_dev = int(round(len(members) * fraction))
+        dev.append(members[:n_dev])
+        train.append(members[n_dev:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(dev))
+
+
+def split_dataset(data: LabelledTexts) -> tuple[LabelledTexts, LabelledTexts]:
+    train, dev = stratified_split(data.labels)
+    return data.subset(train), data.subset(dev)
+
+
+def _open(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        return Path(path).open(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read data file {path}: {exc.strerror}") from exc
+
+
+def _parse(line: str, path: Path, number: int) -> dict:  # type: ignore[type-arg]
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(row, dict):
+        raise DataError(f"{path}:{number}: each line must be a JSON object")
+    return row

@@ -1,0 +1,50 @@
+"""One encoder, two classifier heads (sentiment, topic) on the mean-pooled token vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from worker.model_build.onnx_export import mean_pool
+
+
+def make_head(hidden: int, n_classes: int, dropout: float = 0.1) -> nn.Sequential:
+    # A small MLP lets the heads separate classes without bending the pooled vector (whose geometry
+    # the KB similarity search relies on) as much as a linear probe would.
+    return nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, n_classes),
+    )
+
+
+@dataclass
+class Outputs:
+    pooled: torch.Tensor
+    logits: dict[str, torch.Tensor]
+    hidden_states: tuple[torch.Tensor, ...] | None
+
+
+class MultiTaskModel(nn.Module):
+    def __init__(self, encoder: nn.Module, label_counts: dict[str, int]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        hidden = int(encoder.config.hidden_size)  # type: ignore[attr-defined]
+        self.heads = nn.ModuleDict({task: make_head(hidden, n) for task, n in label_counts.items()})
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden_states: bool = False
+    ) -> Outputs:
+        out = self.encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=torch.zeros_like(input_ids),
+            output_hidden_states=hidden_states,
+        )
+        pooled = mean_pool(out.last_hidden_state, attention_mask)
+        logits = {task: head(pooled) for task, head in self.heads.items()}
+        return Outputs(pooled, logits, out.hidden_states if hidden_states else None)
