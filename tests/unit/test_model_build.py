@@ -102,6 +102,7 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
         teacher=TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=3e-3),
         student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
         prune=PruneTarget(layers=1, heads=2, ffn=16, importance_batches=2, layer_batches=2),
+        speed_rounds=1,
         base_encoder=_tiny_bert(vocab_size),
         base_tokenizer=tokenizer,
         argv=["model", "build", "--sentiment-data", str(sentiment)],
@@ -120,6 +121,13 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
         assert check["embedding_min_cosine"] > 0.98
         assert min(check["argmax_agreement"].values()) >= 0.75
     assert manifest["export_checks"]["fp32_fused"]["embedding_max_abs_diff"] < 1e-4
+    metrics = manifest["metrics"]
+    for stage in ("teacher_dev", "student_torch_dev", "int8_onnx_dev", "teacher_int8_onnx_dev"):
+        assert set(metrics[stage]) == {"sentiment", "topic"}
+        assert metrics[stage]["topic"]["n"] == 12  # round(15% of 30) = 4 per class
+    speed = metrics["speed_int8_cpu"]["models"]
+    assert set(speed) == {"dense_teacher_int8", "pruned_int8"}
+    assert all(figures["messages_per_s"] > 0 for figures in speed.values())
 
     # The shipped INT8 file agrees with the torch checkpoint on fresh texts.
     model, _ = load_checkpoint(tmp_path / "work" / "student")

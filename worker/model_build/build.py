@@ -69,6 +69,7 @@ class BuildOptions:
     name: str = "finsignal-encoder"
     version: str = "1.0.0"
     limit: int | None = None  # rows per task (smoke runs and tests)
+    speed_rounds: int = 5  # pruned vs dense teacher INT8 throughput rounds (0: skip)
     base_encoder: Any = None  # tests pass a tiny model; default: all-MiniLM-L6-v2
     base_tokenizer: Path | None = None
     argv: list[str] = field(default_factory=list)
@@ -147,6 +148,8 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         train(teacher, train_tasks, teacher_cfg, desc="teacher fine-tune")
         console.print(f"teacher trained in {time.monotonic() - t0:.0f} s")
         save_checkpoint(teacher, teacher_dir, {"labels": labels, "train_config": asdict(teacher_cfg)})
+    if not (teacher_dir / TOKENIZER_NAME).is_file():
+        (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
     teacher.eval()
     teacher_dev = evaluate(teacher, dev_tasks)
     console.print("teacher dev: " + _brief(teacher_dev))
@@ -243,13 +246,33 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
             "version": options.version,
         },
     )
-    from worker.model_build.evaluate import OnnxClassifier, score
+    # The dense fine-tuned teacher as an INT8 artifact too: the accuracy and speed baseline
+    # (same architecture as dense all-MiniLM-L6-v2, plus the two tiny heads).
+    teacher_artifact = work / "teacher-artifact"
+    export_checkpoint(
+        teacher_dir, teacher_artifact, fp16=False, extra={"name": "teacher-dense"}, max_tokens=options.max_len
+    )
+    metrics["int8_onnx_dev"] = _onnx_dev(options.out_dir, splits)
+    metrics["teacher_int8_onnx_dev"] = _onnx_dev(teacher_artifact, splits)
+    metrics["accuracy_lost_vs_teacher_int8"] = {
+        task: round(
+            metrics["teacher_int8_onnx_dev"][task]["accuracy"] - metrics["int8_onnx_dev"][task]["accuracy"], 4
+        )
+        for task in TASKS
+    }
+    if options.speed_rounds > 0:
+        from worker.model_build.speed import compare
 
-    onnx_dev: dict[str, Any] = {}
-    classifier = OnnxClassifier(options.out_dir)
-    for task in TASKS:
-        onnx_dev[task] = score(classifier, splits[task][1], task)
-    metrics["int8_onnx_dev"] = _figures(onnx_dev)
+        texts = [text for task in TASKS for text in splits[task][1].texts]
+        sample = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:1024]]
+        metrics["speed_int8_cpu"] = compare(
+            {"dense_teacher_int8": teacher_artifact, "pruned_int8": Path(options.out_dir)},
+            sample,
+            batch_size=32,
+            rounds=options.speed_rounds,
+            threads=1,
+        )
+        console.print(f"speed: {metrics['speed_int8_cpu']}")
     metrics["build_seconds"] = round(time.monotonic() - started, 1)
     manifest = export_checkpoint(
         student_dir,
@@ -272,6 +295,7 @@ def export_checkpoint(
     fp16: bool = True,
     extra: dict[str, Any] | None = None,
     reuse_onnx: bool = False,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Export a checkpoint written by `model build` (student or teacher) as an artifact folder."""
     from worker.model_build.artifact import write_manifest
@@ -291,7 +315,7 @@ def export_checkpoint(
         "pruning": meta.get("pruning"),
         **extra,
     }
-    max_tokens = int(meta.get("max_tokens", 128))
+    max_tokens = int(max_tokens or meta.get("max_tokens", 128))
     if reuse_onnx:  # only the manifest's figures changed: keep files, rewrite the manifest
         old = json.loads((Path(out_dir) / "manifest.json").read_text())
         old.update({k: v for k, v in manifest.items() if v is not None})
@@ -305,6 +329,13 @@ def export_checkpoint(
         max_tokens=max_tokens,
         fp16=fp16,
     )
+
+
+def _onnx_dev(model_dir: Path, splits: dict[str, tuple[LabelledTexts, LabelledTexts]]) -> dict[str, Any]:
+    from worker.model_build.evaluate import OnnxClassifier, score
+
+    classifier = OnnxClassifier(model_dir)
+    return _figures({task: score(classifier, splits[task][1], task) for task in TASKS})
 
 
 def _original_embeddings(model: MultiTaskModel, ids: dict[str, tuple], work: Path) -> dict[str, tuple]:
@@ -375,7 +406,7 @@ def _summary(console: Any, manifest: dict[str, Any]) -> None:
         table.add_column(f"{task} acc")
         table.add_column(f"{task} F1")
     for stage, figures in manifest["metrics"].items():
-        if not isinstance(figures, dict) or "sentiment" not in figures:
+        if not isinstance(figures, dict) or not all(isinstance(figures.get(t), dict) for t in TASKS):
             continue
         row = [stage]
         for task in TASKS:
