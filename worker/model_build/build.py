@@ -229,7 +229,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     (student_dir / TOKENIZER_NAME).write_text(student_tokenizer.read_text())
 
     # --- 4. export INT8 + FP16 and score the shipped INT8 file on the dev split --------------
-    metrics = {
+    metrics: dict[str, Any] = {
         "dev_split": {"fraction": 0.15, "seed": "worker.model_build.data.DEV_SEED", "stratified": True},
         "teacher_dev": _figures(teacher_dev),
         "pruned_before_distillation_dev": _figures(pruned_dev),

@@ -23,7 +23,7 @@ def save_checkpoint(model: MultiTaskModel, out_dir: Path, meta: dict[str, Any]) 
         **meta,
         "config": model.encoder.config.to_dict(),  # type: ignore[union-attr]
         "structure": structure_of(model.encoder),
-        "label_counts": {task: head[-1].out_features for task, head in model.heads.items()},
+        "label_counts": {task: int(head[-1].out_features) for task, head in model.heads.items()},  # type: ignore[index]
     }
     tmp = out_dir / (MODEL_FILE + ".tmp")
     torch.save(model.state_dict(), tmp)

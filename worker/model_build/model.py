@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ class Outputs:
 
 
 class MultiTaskModel(nn.Module):
-    def __init__(self, encoder: nn.Module, label_counts: dict[str, int]) -> None:
+    def __init__(self, encoder: Any, label_counts: dict[str, int]) -> None:
         super().__init__()
         self.encoder = encoder
         hidden = int(encoder.config.hidden_size)  # type: ignore[attr-defined]

@@ -21,11 +21,11 @@ from torch import nn
 LossFn = Callable[[nn.Module], torch.Tensor]
 
 
-def _layers(encoder: nn.Module) -> nn.ModuleList:
+def _layers(encoder: Any) -> Any:
     return encoder.encoder.layer  # type: ignore[union-attr,return-value]
 
 
-def structure_of(encoder: nn.Module) -> dict[str, Any]:
+def structure_of(encoder: Any) -> dict[str, Any]:
     layers = _layers(encoder)
     return {
         "layers": len(layers),
@@ -49,7 +49,7 @@ def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear
     return new
 
 
-def prune_heads(layer: nn.Module, keep: Iterable[int]) -> None:
+def prune_heads(layer: Any, keep: Iterable[int]) -> None:
     attention = layer.attention  # type: ignore[union-attr]
     size = int(attention.self.attention_head_size)
     heads = sorted(int(h) for h in keep)
@@ -61,13 +61,13 @@ def prune_heads(layer: nn.Module, keep: Iterable[int]) -> None:
     attention.self.all_head_size = len(heads) * size
 
 
-def prune_ffn(layer: nn.Module, keep: Iterable[int]) -> None:
+def prune_ffn(layer: Any, keep: Iterable[int]) -> None:
     index = torch.tensor(sorted(int(i) for i in keep), dtype=torch.long)
     layer.intermediate.dense = _slice_linear(layer.intermediate.dense, index, 0)  # type: ignore[union-attr]
     layer.output.dense = _slice_linear(layer.output.dense, index, 1)  # type: ignore[union-attr]
 
 
-def keep_layers(encoder: nn.Module, keep: Iterable[int]) -> None:
+def keep_layers(encoder: Any, keep: Iterable[int]) -> None:
     kept = sorted(int(i) for i in keep)
     layers = _layers(encoder)
     encoder.encoder.layer = nn.ModuleList([layers[i] for i in kept])  # type: ignore[union-attr]
@@ -76,7 +76,7 @@ def keep_layers(encoder: nn.Module, keep: Iterable[int]) -> None:
     encoder.config.num_hidden_layers = len(kept)  # type: ignore[union-attr]
 
 
-def prune_vocab(encoder: nn.Module, keep_ids: np.ndarray) -> None:
+def prune_vocab(encoder: Any, keep_ids: np.ndarray) -> None:
     """Keep embedding rows ``keep_ids`` (ascending old ids); new id = position in ``keep_ids``."""
     old = encoder.embeddings.word_embeddings  # type: ignore[union-attr]
     index = torch.as_tensor(np.asarray(keep_ids, dtype=np.int64))
@@ -87,7 +87,7 @@ def prune_vocab(encoder: nn.Module, keep_ids: np.ndarray) -> None:
     encoder.config.pad_token_id = 0  # type: ignore[union-attr]
 
 
-def apply_structure(encoder: nn.Module, structure: dict[str, Any]) -> None:
+def apply_structure(encoder: Any, structure: dict[str, Any]) -> None:
     """Reshape a freshly built encoder (from the pruned config) to a saved structure before loading
     its weights: heads and FFN widths per layer (layer count and vocab come from the config)."""
     for layer, heads, ffn in zip(_layers(encoder), structure["heads"], structure["ffn"], strict=True):
@@ -105,7 +105,7 @@ class Importance:
 
 
 def gate_importance(
-    encoder: nn.Module, batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor]
+    encoder: Any, batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor]
 ) -> Importance:
     """Sum of |dL/dgate| over ``batches``; ``loss_fn(batch)`` runs the model and returns the loss."""
     layers = _layers(encoder)
@@ -133,7 +133,7 @@ def gate_importance(
                 gate.grad = None
             loss_fn(batch).backward()
             for score, gate in zip((*head_score, *ffn_score), (*head_gates, *ffn_gates), strict=True):
-                score += gate.grad.abs()  # type: ignore[operator]
+                score += gate.grad.abs()  # type: ignore[union-attr]
     finally:
         for handle in handles:
             handle.remove()
@@ -146,9 +146,7 @@ def gate_importance(
 
 
 @torch.no_grad()
-def layer_loss_rise(
-    encoder: nn.Module, batches: list[Any], loss_fn: Callable[[Any], torch.Tensor]
-) -> np.ndarray:
+def layer_loss_rise(encoder: Any, batches: list[Any], loss_fn: Callable[[Any], torch.Tensor]) -> np.ndarray:
     """Mean loss with each layer skipped minus the loss of the full encoder."""
     layers = _layers(encoder)
     encoder.eval()
@@ -189,7 +187,7 @@ def make_plan(importance: Importance, n_layers: int, n_heads: int, n_ffn: int) -
     return PruningPlan(layers=layers, heads=heads, ffn=ffn)
 
 
-def apply_plan(encoder: nn.Module, plan: PruningPlan) -> None:
+def apply_plan(encoder: Any, plan: PruningPlan) -> None:
     keep_layers(encoder, plan.layers)
     for layer, heads, ffn in zip(_layers(encoder), plan.heads, plan.ffn, strict=True):
         prune_heads(layer, heads)
