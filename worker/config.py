@@ -89,8 +89,49 @@ class Settings(BaseSettings):
     alert_window_s: int = Field(300, ge=10, description="short surge window (event time)")
     alert_baseline_halflife_s: int = Field(6 * 3600, ge=60, description="baseline EWMA half-life")
     alert_allowed_lateness_s: int = Field(120, ge=0, description="events later than this are counted late")
-    alert_min_count: int = Field(5, ge=1, description="min negative messages in the window to alert")
-    alert_cooldown_s: int = Field(900, ge=0, description="no new alert for a key within this time")
+    alert_min_count: float = Field(
+        3.0, gt=0, description="min confidence-weighted negative count (sum of P(negative)) to alert"
+    )
+    alert_cooldown_s: int = Field(
+        900, ge=0, description="no new alert for a key within this time after it resolved"
+    )
+    alert_bucket_s: int = Field(
+        30, ge=1, description="event-time bucket: the surge test scans 1..window/bucket buckets"
+    )
+    alert_fire_score: float = Field(
+        4.5, gt=0, description="surge score (about sigmas) at which an alert fires"
+    )
+    alert_warning_score: float = Field(
+        6.0, gt=0, description="surge score at which a firing alert is 'warning'"
+    )
+    alert_critical_score: float = Field(
+        8.0, gt=0, description="surge score at which a firing alert is 'critical'"
+    )
+    alert_resolve_score: float = Field(
+        2.0, description="a firing key resolves when its score falls below this"
+    )
+    alert_min_share_ratio: float = Field(
+        1.5, ge=1.0, description="the window's negative share must be at least this x the baseline share"
+    )
+    alert_volume_tolerance: float = Field(
+        2.0,
+        ge=1.0,
+        description="volume may rise this many x above baseline (busy hours) without counting as evidence",
+    )
+    alert_prior_share: float = Field(0.3, gt=0, lt=1, description="prior negative share of a new key")
+    alert_prior_messages: float = Field(20.0, gt=0, description="weight of the prior share, in messages")
+    alert_prior_rate_per_hour: float = Field(30.0, gt=0, description="prior message rate of a new key")
+    alert_prior_exposure_s: int = Field(
+        1800, ge=1, description="weight of the prior rate, in seconds observed"
+    )
+    alert_top_messages: int = Field(
+        3, ge=0, le=20, description="top contributing messages carried by an alert"
+    )
+    alert_rebuild_horizon_s: int = Field(
+        6 * 3600,
+        ge=0,
+        description="on start, re-read signals this far back (event time) to rebuild alert state",
+    )
 
     # --- Operations --------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="address of the /metrics, /healthz, /readyz server")
