@@ -15,7 +15,8 @@ from typing import Any
 
 METRIC_RE = re.compile(r"\bfinsignal_[a-zA-Z0-9_]*[a-zA-Z0-9]")
 
-# DESIGN.md's metric contract (plus kb_stale and ready, which the dashboard and rules rely on).
+# DESIGN.md's metric contract, plus kb_stale and ready (the dashboard and rules rely on them) and the
+# alert stage's own metrics.
 CONTRACT: dict[str, str] = {
     "finsignal_messages_consumed_total": "counter",
     "finsignal_signals_produced_total": "counter",
@@ -31,6 +32,10 @@ CONTRACT: dict[str, str] = {
     "finsignal_kb_reload_failures_total": "counter",
     "finsignal_kb_stale": "gauge",
     "finsignal_ready": "gauge",
+    # alert stage (worker/alerts/metrics.py)
+    "finsignal_alerts_firing": "gauge",
+    "finsignal_alerts_late_events_total": "counter",
+    "finsignal_alerts_invalid_signals_total": "counter",
 }
 # Labels the dashboard and the rules group by.
 CONTRACT_LABELS: dict[str, set[str]] = {
