@@ -26,13 +26,14 @@ def _extract_from_debian_package() -> Path | None:
     if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
         return None
     with tempfile.TemporaryDirectory() as download_dir:
-        fetched = subprocess.run(
-            ["apt-get", "download", "prometheus"],
-            cwd=download_dir,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
+        download = ["apt-get", "download", "prometheus"]
+        fetched = subprocess.run(download, cwd=download_dir, capture_output=True, timeout=300, check=False)
+        if fetched.returncode != 0 and os.geteuid() == 0:
+            # A fresh machine may have no package lists yet.
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300, check=False)
+            fetched = subprocess.run(
+                download, cwd=download_dir, capture_output=True, timeout=300, check=False
+            )
         debs = list(Path(download_dir).glob("prometheus_*.deb"))
         if fetched.returncode != 0 or not debs:
             return None
