@@ -6,6 +6,7 @@ Prometheus scrapes the worker's metrics port, and Grafana gets the chart's dashb
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,15 @@ def test_grafana_is_provisioned_with_the_chart_dashboard(compose: dict[str, Any]
     assert mounts["/etc/grafana/provisioning"] == provisioning
     home = _env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home == f"{dashboard_dir}/{DASHBOARD_PATH.name}"
+
+
+def test_kafka_init_creates_the_topics_the_worker_uses(compose: dict[str, Any]) -> None:
+    script = " ".join(compose["services"]["kafka-init"]["command"])
+    created = set(re.findall(r"\b(news\.[a-z]+):\d+", script))
+    defaults = Settings.model_fields
+    used = {
+        str(defaults[name].default) for name in ("input_topic", "signals_topic", "alerts_topic", "dlq_topic")
+    }
+    worker_env = _env(compose["services"]["worker"])
+    assert not {"FINSIGNAL_INPUT_TOPIC", "FINSIGNAL_SIGNALS_TOPIC"} & set(worker_env)  # defaults apply
+    assert created == used
