@@ -1,0 +1,369 @@
+"""The alert stage: signals topic in, alerts topic out, around the pure ``AlertEngine``.
+
+Start (and every partition assignment):
+1. read back the alerts already published (recent ones): their (id, status) pairs are never sent
+   again, and each key's latest alert says whether it is firing or cooling down;
+2. seek every assigned signals partition back to "now - alert_rebuild_horizon_s" (offsets_for_times
+   where the broker supports it; events are filtered by event time in any case) and replay silently
+   up to the committed offset, so windows and baselines are rebuilt without re-alerting;
+3. reconcile the engine's episodes with the published alerts (the alerts topic is the truth), then go
+   live from the committed offsets.
+Live: each polled batch goes through the engine; new alerts are produced keyed by the alert key, the
+producer is flushed and every send confirmed, and only then are the batch's offsets committed
+(at-least-once; a replayed alert has the same id and is recognisable, and step 1 suppresses it).
+
+Limitation: a signal counts for its topic key and its entity keys, but Kafka partitions it by one
+key, so a topic key's signals are spread over partitions. Run ONE alert-stage consumer (role alert
+or all with a single replica) so that every key sees all of its signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from worker.alerts import metrics
+from worker.alerts.engine import Alert, AlertConfig, AlertEngine
+from worker.alerts.payload import alert_payload, format_alert_line
+from worker.alerts.signals import SignalError, parse_signal, parse_time
+from worker.config import Settings
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 200
+_MAX_RECORDS = 1000
+
+
+def read_alerts(
+    settings: Settings, since: float | None = None, idle_s: float = 1.0, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """Alert payloads on the alerts topic (window_end >= ``since`` when given), in topic order.
+
+    Reads until every partition reached its end offset and the broker has had ``idle_s`` to send
+    more (some brokers report end offsets too low), or ``timeout_s`` passed.
+    """
+    consumer = KafkaConsumer(
+        group_id=None, enable_auto_commit=False, consumer_timeout_ms=1000, **settings.kafka_client_kwargs()
+    )
+    try:
+        partitions = consumer.partitions_for_topic(settings.alerts_topic)
+        if not partitions:
+            return []
+        tps = [TopicPartition(settings.alerts_topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        _seek_to_time(consumer, tps, since)
+        end = consumer.end_offsets(tps)
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        last_record = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+            for records in batch.values():
+                for record in records:
+                    last_record = time.monotonic()
+                    payload = _loads(record.value)
+                    if payload is None:
+                        continue
+                    if since is not None and _payload_time(payload) < since:
+                        continue
+                    out.append(payload)
+            caught_up = all(consumer.position(tp) >= end.get(tp, 0) for tp in tps)
+            if not batch and caught_up and time.monotonic() - last_record >= idle_s:
+                break
+        return out
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _loads(value: bytes | None) -> dict[str, Any] | None:
+    try:
+        payload = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) and isinstance(payload.get("id"), str) else None
+
+
+def _payload_time(payload: Mapping[str, Any]) -> float:
+    try:
+        return parse_time(payload.get("window_end"), "window_end")
+    except SignalError:
+        return math.inf  # keep what cannot be dated rather than forget it
+
+
+def _seek_to_time(consumer: KafkaConsumer, tps: list[TopicPartition], since: float | None) -> dict[Any, int]:
+    """Seek to the first record at or after ``since`` (epoch s); the beginning where unsupported."""
+    if since is None:
+        consumer.seek_to_beginning(*tps)
+        return {tp: consumer.position(tp) for tp in tps}
+    try:
+        found = consumer.offsets_for_times({tp: max(0, int(since * 1000)) for tp in tps})
+    except Exception as exc:  # UnsupportedVersionError on old brokers: read from the start, filter by time
+        log.info("offsets_for_times unavailable (%s); reading from the beginning", exc)
+        found = {}
+    starts: dict[Any, int] = {}
+    for tp in tps:
+        hit = found.get(tp)
+        if hit is None and tp in found:  # no record that new: start at the end
+            consumer.seek_to_end(tp)
+        elif hit is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, hit.offset)
+        starts[tp] = consumer.position(tp)
+    return starts
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.assigned: set[TopicPartition] | None = None
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Offsets are committed at the end of every batch, so nothing is pending between polls.
+        pass
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        # Rebuild outside the callback (kafka-python swallows callback errors): flag it for the loop.
+        self.assigned = set(assigned)
+
+
+class AlertStage:
+    """``AlertStage(settings).run(stop_event)``: blocks until ``stop_event`` is set."""
+
+    def __init__(self, settings: Settings, wall_clock: Any = time.time) -> None:
+        self.settings = settings
+        self.config = AlertConfig.from_settings(settings)
+        self.engine = AlertEngine(self.config)
+        self.ready = threading.Event()  # set once the state is rebuilt and the stage is live
+        self._clock = wall_clock
+        self._published: set[tuple[str, str]] = set()
+        self._silent_until: dict[TopicPartition, int] = {}
+        self._buffer: list[Any] = []
+        self._rebuilding = False
+        self._listener = _Listener()
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def run(self, stop_event: threading.Event) -> None:
+        settings = self.settings
+        kafka = settings.kafka_client_kwargs()
+        self._producer = KafkaProducer(
+            acks="all",
+            linger_ms=settings.producer_linger_ms,
+            compression_type=None
+            if settings.producer_compression == "none"
+            else settings.producer_compression,
+            **kafka,
+        )
+        self._consumer = KafkaConsumer(
+            group_id=settings.alert_group_id,
+            group_instance_id=settings.group_instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset=settings.auto_offset_reset,
+            session_timeout_ms=settings.session_timeout_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            **kafka,
+        )
+        self._consumer.subscribe([settings.signals_topic], listener=self._listener)
+        log.info(
+            "alert stage: %s -> %s (group %s)",
+            settings.signals_topic,
+            settings.alerts_topic,
+            settings.alert_group_id,
+        )
+        try:
+            while not stop_event.is_set():
+                batch = self._consumer.poll(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+                if self._listener.assigned is not None:
+                    # Records polled with the assignment come from the committed position; the
+                    # rebuild seeks further back and reads them again.
+                    self._begin_rebuild(self._listener.assigned)
+                    self._listener.assigned = None
+                    continue
+                self._handle(batch)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.flush(timeout=self.settings.shutdown_timeout_s)
+            finally:
+                self._producer.close(timeout=self.settings.shutdown_timeout_s)
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+        self._producer = self._consumer = None
+
+    # --- rebuild ------------------------------------------------------------------------------
+    def _begin_rebuild(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        self.ready.clear()
+        self.engine = AlertEngine(self.config)
+        self._buffer = []
+        tps = sorted(assigned)
+        now = self._clock()
+        horizon = self.settings.alert_rebuild_horizon_s
+        self._replay_from = now - horizon
+        published = read_alerts(self.settings, since=now - horizon - self.config.cooldown_s)
+        self._published = {(p["id"], str(p.get("status"))) for p in published}
+        self._latest: dict[str, dict[str, Any]] = {}
+        for payload in published:
+            if isinstance(payload.get("key"), str):
+                self._latest[payload["key"]] = payload
+        if not tps:
+            self._finish_rebuild()
+            return
+        committed = {tp: consumer.committed(tp) for tp in tps}
+        ends = consumer.end_offsets(tps)
+        starts = _seek_to_time(consumer, tps, now - horizon - self.config.allowed_lateness_s)
+        self._silent_until = {}
+        for tp in tps:
+            done = committed[tp]
+            if done is None:  # a new group: 'earliest' processes everything live, 'latest' only new
+                done = 0 if self.settings.auto_offset_reset == "earliest" else ends.get(tp, 0)
+            if done < starts[tp]:  # lagging behind the horizon: unprocessed records go live
+                consumer.seek(tp, done)
+            self._silent_until[tp] = done
+        self._rebuilding = True
+        log.info(
+            "alert stage: rebuilding from %d published alerts and %d partitions (%s)",
+            len(published),
+            len(tps),
+            ", ".join(f"p{tp.partition}:->{self._silent_until[tp]}" for tp in tps),
+        )
+        self._maybe_finish_rebuild()
+
+    def _maybe_finish_rebuild(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        if all(consumer.position(tp) >= until for tp, until in self._silent_until.items()):
+            self._finish_rebuild()
+
+    def _finish_rebuild(self) -> None:
+        engine = self.engine
+        firing = engine.firing()
+        for key, payload in self._latest.items():
+            try:
+                if payload.get("status") == "firing":
+                    if firing.get(key) != payload["id"]:
+                        engine.restore_firing(
+                            key,
+                            payload["id"],
+                            parse_time(payload["window_start"], "window_start"),
+                            parse_time(payload["window_end"], "window_end"),
+                            payload.get("severity", "info"),
+                            float(payload.get("baseline_share", self.config.prior_share)),
+                            float(payload.get("score", 0.0)),
+                            int(payload.get("count", 0)),
+                            float(payload.get("negative_count", 0.0)),
+                        )
+                elif payload.get("status") == "resolved":
+                    engine.restore_resolved(key, parse_time(payload["window_end"], "window_end"))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning(
+                    "alert stage: cannot restore state from published alert %s: %s", payload.get("id"), exc
+                )
+        for key in firing:
+            if key not in self._latest:
+                engine.forget_episode(key)  # never published: the alerts topic is the truth
+        consumer = self._consumer
+        if consumer is not None and self._silent_until:
+            consumer.resume(*self._silent_until)
+        self._rebuilding = False
+        buffered, self._buffer = self._buffer, []
+        log.info("alert stage: live (%d keys, %d firing)", engine.key_count, len(engine.firing()))
+        self.ready.set()
+        if buffered:
+            self._process_live(buffered)
+
+    # --- batches ------------------------------------------------------------------------------
+    def _handle(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        if not self._rebuilding:
+            live = [record for records in batch.values() for record in records]
+            if live:
+                self._process_live(live)
+            return
+        for tp, records in batch.items():
+            until = self._silent_until.get(tp, 0)
+            for record in records:
+                if record.offset < until:
+                    self._replay(record)
+                else:
+                    self._buffer.append(record)
+            if records and records[-1].offset >= until:
+                consumer.pause(tp)  # caught up: wait for the other partitions
+        self._maybe_finish_rebuild()
+
+    def _replay(self, record: Any) -> None:
+        event = self._parse(record, count_invalid=False)
+        if event is not None and event.event_time >= self._replay_from:
+            self.engine.process(event)  # alerts of the past were published then
+
+    def _parse(self, record: Any, count_invalid: bool = True) -> Any:
+        try:
+            signal = orjson.loads(record.value)
+            return parse_signal(signal)
+        except (orjson.JSONDecodeError, SignalError) as exc:
+            if count_invalid:
+                metrics.INVALID_SIGNALS.inc()
+                log.warning(
+                    "alert stage: skipping signal %s[%d]@%d: %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                )
+            return None
+
+    def _process_live(self, records: list[Any]) -> None:
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        engine = self.engine
+        late_before = engine.late_events
+        outgoing: list[Alert] = []
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            event = self._parse(record)
+            if event is not None:
+                outgoing.extend(engine.process(event))
+        metrics.LATE_EVENTS.inc(engine.late_events - late_before)
+        futures = []
+        sent: list[tuple[Alert, dict[str, Any]]] = []
+        for alert in outgoing:
+            if (alert.id, alert.status) in self._published:
+                metrics.DUPLICATES_SUPPRESSED.inc()
+                log.info("alert stage: %s %s already published; not sent again", alert.status, alert.id)
+                continue
+            payload = alert_payload(alert)
+            futures.append(
+                producer.send(self.settings.alerts_topic, key=alert.key.encode(), value=orjson.dumps(payload))
+            )
+            sent.append((alert, payload))
+        if futures:
+            producer.flush(timeout=self.settings.shutdown_timeout_s)
+            for future in futures:
+                future.get(timeout=self.settings.shutdown_timeout_s)  # raises: nothing gets committed
+        for alert, payload in sent:
+            self._published.add((alert.id, alert.status))
+            if alert.status == "firing":
+                metrics.ALERTS.labels(alert.severity).inc()
+            else:
+                metrics.ALERTS_RESOLVED.inc()
+            log.info("alert: %s", format_alert_line(payload))
+        if offsets:
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        metrics.ALERT_KEYS.set(engine.key_count)
+        metrics.FIRING.set(len(engine.firing()))
