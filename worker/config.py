@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     alert_min_count: float = Field(
         3.0, gt=0, description="min confidence-weighted negative count (sum of P(negative)) to alert"
     )
+    alert_min_messages: int = Field(
+        6,
+        ge=1,
+        description="min messages (any sentiment) in the surge span: a few repeats of one story are no surge",
+    )
     alert_cooldown_s: int = Field(
         900, ge=0, description="no new alert for a key within this time after it resolved"
     )
@@ -99,7 +104,7 @@ class Settings(BaseSettings):
         30, ge=1, description="event-time bucket: the surge test scans 1..window/bucket buckets"
     )
     alert_fire_score: float = Field(
-        4.5, gt=0, description="surge score (about sigmas) at which an alert fires"
+        4.0, gt=0, description="surge score (about sigmas) at which an alert fires"
     )
     alert_warning_score: float = Field(
         6.0, gt=0, description="surge score at which a firing alert is 'warning'"

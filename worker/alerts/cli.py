@@ -30,6 +30,7 @@ ENGINE_SETTINGS = [
     "alert_baseline_halflife_s",
     "alert_allowed_lateness_s",
     "alert_min_count",
+    "alert_min_messages",
     "alert_cooldown_s",
     "alert_fire_score",
     "alert_warning_score",

@@ -9,7 +9,8 @@ Per key ("topic:<label>" or "entity:<TICKER>") it keeps
 
 Surge test, re-run on each of the key's signals over the trailing 1..N buckets of the window (a scan,
 so a sharp burst is caught on a short span and a slower one on the full window): the confidence-
-weighted negative count k (sum of P(negative)) must be at least ``min_count`` and BOTH
+weighted negative count k (sum of P(negative)) must be at least ``min_count``, the span must hold at
+least ``min_messages`` messages (a few syndicated copies of one story are not a surge), and BOTH
 - the negative volume k must be high for the baseline negative rate (Poisson signed-root deviance), and
 - the negative share k/n must be high for the baseline share (binomial signed-root deviance).
 The score is the smaller of the two, so a busy hour (more messages, normal share) or a small sample
@@ -45,8 +46,9 @@ class AlertConfig:
     halflife_s: float = 6 * 3600.0
     allowed_lateness_s: float = 120.0
     min_count: float = 3.0
+    min_messages: int = 6
     cooldown_s: float = 900.0
-    fire_score: float = 4.5
+    fire_score: float = 4.0
     warning_score: float = 6.0
     critical_score: float = 8.0
     resolve_score: float = 2.0
@@ -91,6 +93,7 @@ class AlertConfig:
                 halflife_s=float(settings.alert_baseline_halflife_s),
                 allowed_lateness_s=float(settings.alert_allowed_lateness_s),
                 min_count=float(settings.alert_min_count),
+                min_messages=settings.alert_min_messages,
                 cooldown_s=float(settings.alert_cooldown_s),
                 fire_score=settings.alert_fire_score,
                 warning_score=settings.alert_warning_score,
@@ -425,7 +428,7 @@ class AlertEngine:
                 continue
             n += bucket.n
             k += bucket.neg
-            if k < cfg.min_count:
+            if k < cfg.min_count or n < cfg.min_messages:
                 continue
             if k < cfg.min_share_ratio * baseline.share * n:
                 continue
