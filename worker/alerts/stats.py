@@ -10,7 +10,8 @@ import math
 
 
 def _xlogy(x: float, y: float) -> float:
-    return 0.0 if x <= 0.0 else x * math.log(x / y)
+    # log(x) - log(y), not log(x / y): the quotient of a tiny x underflows to 0
+    return 0.0 if x <= 0.0 else x * (math.log(x) - math.log(y))
 
 
 def poisson_z(observed: float, expected: float) -> float:
