@@ -11,11 +11,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
+import pytest
 from kafka import KafkaProducer
 
 from worker.alerts.engine import format_time
 from worker.alerts.signals import parse_time
 from worker.alerts.stage import AlertStage, read_alerts
+from worker.cli import main
 from worker.config import Settings
 from worker.schemas import schema_dir, validate
 
@@ -126,7 +128,7 @@ def caught_up(stage: AlertStage, newest: float) -> Callable[[], bool]:
 
 
 def test_burst_gives_one_alert_and_restarts_do_not_repeat_it(
-    settings_factory: Callable[..., Settings],
+    settings_factory: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = settings_factory()
     now = time.time()
@@ -143,6 +145,26 @@ def test_burst_gives_one_alert_and_restarts_do_not_repeat_it(
     firing = alerts[0]
     assert firing["top_messages"] and firing["top_messages"][0]["id"].startswith("b")
     assert firing["negative_share"] > 3 * firing["baseline_share"]
+
+    # `finsignal alerts tail` prints them one line each
+    code = main(
+        [
+            "alerts",
+            "tail",
+            "--from-beginning",
+            "--max",
+            "2",
+            "--idle-exit-s",
+            "10",
+            "--kafka-bootstrap",
+            settings.kafka_bootstrap,
+            "--alerts-topic",
+            settings.alerts_topic,
+        ]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(lines) == 2
+    assert lines[0].startswith("FIRING") and lines[1].startswith("RESOLVED") and KEY in lines[0]
 
     # Restart in the same group: state is rebuilt from the signals topic, nothing is re-published.
     newest = produce(settings, tail(time.time(), start_min=1.0, end_min=0.0))
