@@ -145,6 +145,8 @@ class AlertStage:
         self.ready = threading.Event()  # set once the state is rebuilt and the stage is live
         self._clock = wall_clock
         self._published: set[tuple[str, str]] = set()
+        self._latest: dict[str, dict[str, Any]] = {}  # key -> its newest published alert
+        self._replay_from = -math.inf
         self._silent_until: dict[TopicPartition, int] = {}
         self._buffer: list[Any] = []
         self._rebuilding = False
@@ -216,7 +218,7 @@ class AlertStage:
         self._replay_from = now - horizon
         published = read_alerts(self.settings, since=now - horizon - self.config.cooldown_s)
         self._published = {(p["id"], str(p.get("status"))) for p in published}
-        self._latest: dict[str, dict[str, Any]] = {}
+        self._latest = {}
         for payload in published:
             if isinstance(payload.get("key"), str):
                 self._latest[payload["key"]] = payload
