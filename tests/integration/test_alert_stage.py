@@ -200,3 +200,24 @@ def test_restart_in_the_middle_of_a_burst_neither_loses_nor_repeats(
     assert [(a["status"], a["key"]) for a in alerts] == [("firing", KEY), ("resolved", KEY)]
     # The firing window starts at the burst's first messages, which the first run had consumed.
     assert alerts[0]["window_start"] <= format_time(now - 15 * 60 + 30)
+
+
+def test_restart_while_firing_resolves_the_published_alert_once(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory()
+    now = time.time()
+    newest = produce(settings, history(now) + burst(now))  # no calm tail yet: the key stays firing
+
+    with running(settings) as stage:
+        wait_for("firing", lambda: len(alerts_of(settings)) >= 1, timeout_s=90)
+        wait_for("burst processed", caught_up(stage, newest), timeout_s=60)
+    (firing,) = alerts_of(settings)
+    assert firing["status"] == "firing" and firing["key"] == KEY
+
+    produce(settings, tail(now))
+    with running(settings) as stage:
+        wait_for("resolved", lambda: len(alerts_of(settings)) >= 2, timeout_s=90)
+        assert stage.engine.firing() == {}
+    alerts = alerts_of(settings)
+    assert [(a["status"], a["id"]) for a in alerts] == [("firing", firing["id"]), ("resolved", firing["id"])]

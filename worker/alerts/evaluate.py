@@ -27,6 +27,16 @@ class DetectionResult:
     within_limit: int
     latencies: tuple[float | None, ...]  # event-time seconds from burst start to the alert; None: missed
     early_alerts: int  # alerts on the burst key before the burst (false alarms inside the trials)
+    base_rates: tuple[float, ...] = ()  # each trial's baseline messages per hour
+
+    def rate_between(self, low: float, high: float) -> tuple[float, int]:
+        """Detection rate and trial count for trials whose baseline rate is in [low, high)."""
+        hits = [
+            x is not None and x <= DETECTION_LIMIT_S
+            for x, rate in zip(self.latencies, self.base_rates, strict=True)
+            if low <= rate < high
+        ]
+        return (sum(hits) / len(hits) if hits else 0.0), len(hits)
 
     @property
     def rate(self) -> float:
@@ -45,9 +55,11 @@ def detection(
     base_share: tuple[float, float] = (0.2, 0.3),
 ) -> DetectionResult:
     latencies: list[float | None] = []
+    rates: list[float] = []
     early = 0
     for i in range(trials):
         trial = burst_trial(seed * 100_003 + i, base_rate_per_hour=base_rate_per_hour, base_share=base_share)
+        rates.append(trial.base_rate_per_hour)
         engine = AlertEngine(config)
         first: float | None = None
         for event in trial.events:
@@ -60,7 +72,7 @@ def detection(
                     first = alert.window_end - trial.burst_start
         latencies.append(first)
     within = sum(1 for x in latencies if x is not None and x <= DETECTION_LIMIT_S)
-    return DetectionResult(trials, within, tuple(latencies), early)
+    return DetectionResult(trials, within, tuple(latencies), early, tuple(rates))
 
 
 @dataclass(frozen=True)
@@ -180,6 +192,10 @@ def run_eval(
         " / ".join(f"{det.latency_quantile(q):.0f}" for q in (0.5, 0.9, 0.95)),
         "",
     )
+    for low, high in ((0.0, 6.0), (6.0, 20.0), (20.0, math.inf)):
+        rate, n = det.rate_between(low, high)
+        band = f"{low:.0f}-{high:.0f}" if math.isfinite(high) else f">= {low:.0f}"
+        table.add_row(f"  keys at {band} msg/h ({n} trials)", f"{rate:.1%}", "")
     missed = sum(1 for x in det.latencies if x is None)
     table.add_row("missed entirely / alerts before the burst", f"{missed} / {det.early_alerts}", "")
     table.add_row(
