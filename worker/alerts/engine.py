@@ -8,14 +8,14 @@ Per key ("topic:<label>" or "entity:<TICKER>") it keeps
 - an episode state machine: normal -> firing -> resolved (+ cooldown) -> normal.
 
 Surge test, re-run on each of the key's signals over the trailing 1..N buckets of the window (a scan,
-so a sharp burst is caught on a short span and a slower one on the full window): the confidence-
-weighted negative count k (sum of P(negative)) must be at least ``min_count``, the span must hold at
-least ``min_messages`` messages (a few syndicated copies of one story are not a surge), and BOTH
-- the negative volume k must be high for the baseline negative rate (Poisson signed-root deviance), and
-- the negative share k/n must be high for the baseline share (binomial signed-root deviance).
-The score is the smaller of the two, so a busy hour (more messages, normal share) or a small sample
-with a high share alone does not fire. Hysteresis: a key fires at ``fire_score`` and resolves only
-when its score falls below ``resolve_score``; after resolving it stays quiet for ``cooldown_s``.
+so a sharp burst is caught on a short span and a slower one on the full window). A span qualifies when
+it holds at least ``min_messages`` messages (a few syndicated copies of one story are not a surge), a
+confidence-weighted negative count k (sum of P(negative)) of at least ``min_count``, and a negative
+share of at least ``min_share_ratio`` x the baseline share. Its score is ``stats.surge_z``: a signed-
+root likelihood ratio against "the baseline share, at the baseline volume scaled by up to
+``volume_tolerance``", so a busy hour with the usual share scores nothing while a burst on a quiet key
+gets credit for its volume too. Hysteresis: a key fires at ``fire_score`` and resolves only when its
+score falls below ``resolve_score``; after resolving it stays quiet for ``cooldown_s``.
 
 Time is the global event-time clock: the newest event time seen. The watermark (clock minus
 ``allowed_lateness_s``) decides which buckets are final; older events are "late": counted (and folded
