@@ -100,6 +100,7 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
         work_dir=tmp_path / "work",
         max_len=16,
         teacher=TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=3e-3),
+        teacher_refine=TrainConfig(epochs=1, batch_size=8, lr=5e-4, task_repeats={"sentiment": 2}),
         student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
         prune=PruneTarget(layers=1, heads=2, ffn=16, importance_batches=2, layer_batches=2),
         speed_rounds=1,
@@ -212,3 +213,21 @@ def test_dev_split_is_fixed_and_stratified() -> None:
     assert np.array_equal(dev_a, dev_b) and np.array_equal(train_a, train_b)
     assert not set(train_a) & set(dev_a) and len(train_a) + len(dev_a) == len(labels)
     assert np.bincount(labels[dev_a]).tolist() == [15, 6, 3]
+
+
+def test_epoch_batches_cover_every_row_and_oversample() -> None:
+    import random
+
+    from worker.model_build.train import TaskData, epoch_batches
+
+    tasks = {
+        "a": TaskData([[1] * (i % 5 + 1) for i in range(10)], np.zeros(10, dtype=np.int64), ["x"]),
+        "b": TaskData([[1, 2]] * 7, np.zeros(7, dtype=np.int64), ["x"]),
+    }
+    batches = epoch_batches(tasks, 4, random.Random(0), {"a": 2})
+    seen = {"a": [], "b": []}
+    for task, rows in batches:
+        assert 0 < len(rows) <= 4
+        seen[task].extend(rows)
+    assert sorted(seen["a"]) == sorted(list(range(10)) * 2)
+    assert sorted(seen["b"]) == list(range(7))

@@ -65,6 +65,11 @@ class BuildOptions:
     student: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=3, lr=2e-4, layer_decay=0.9, emb_weight=0.5)
     )
+    teacher_refine: TrainConfig | None = field(
+        default_factory=lambda: TrainConfig(
+            epochs=2, lr=5e-5, head_lr=3e-4, layer_decay=0.9, task_repeats={"sentiment": 2}
+        )
+    )
     prune: PruneTarget = field(default_factory=PruneTarget)
     name: str = "finsignal-encoder"
     version: str = "1.0.0"
@@ -148,6 +153,20 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         train(teacher, train_tasks, teacher_cfg, desc="teacher fine-tune")
         console.print(f"teacher trained in {time.monotonic() - t0:.0f} s")
         save_checkpoint(teacher, teacher_dir, {"labels": labels, "train_config": asdict(teacher_cfg)})
+    if options.teacher_refine is not None and options.teacher_refine.epochs > 0:
+        # Warm restart at a lower LR, sentiment (the smaller, harder set) seen twice per epoch.
+        refine_cfg = replace(options.teacher_refine, seed=options.seed + 2)
+        refined_dir = work / "teacher-refined"
+        if options.resume and (refined_dir / "model.pt").is_file():
+            teacher, _meta = load_checkpoint(refined_dir)
+            console.print(f"teacher refine: reusing {refined_dir}")
+        else:
+            console.print("teacher after phase 1 dev: " + _brief(evaluate(teacher, dev_tasks)))
+            t0 = time.monotonic()
+            train(teacher, train_tasks, refine_cfg, desc="teacher refine")
+            console.print(f"teacher refined in {time.monotonic() - t0:.0f} s")
+            save_checkpoint(teacher, refined_dir, {"labels": labels, "train_config": asdict(refine_cfg)})
+        teacher_dir = refined_dir
     if not (teacher_dir / TOKENIZER_NAME).is_file():
         (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
     teacher.eval()

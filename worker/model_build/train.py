@@ -51,6 +51,7 @@ class TrainConfig:
     hidden_weight: float = 1.0
     seed: int = 13
     task_weights: dict[str, float] = field(default_factory=dict)
+    task_repeats: dict[str, int] = field(default_factory=dict)  # oversample a smaller task
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,13 @@ def pad_batch(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def epoch_batches(
-    tasks: dict[str, TaskData], batch_size: int, rng: random.Random
+    tasks: dict[str, TaskData], batch_size: int, rng: random.Random, repeats: dict[str, int] | None = None
 ) -> list[tuple[str, list[int]]]:
-    """Shuffled batches of every task; within chunks texts are sorted by length to cut padding."""
+    """Shuffled batches of every task (a task seen ``repeats[task]`` times per epoch); within chunks
+    texts are sorted by length to cut padding."""
     batches: list[tuple[str, list[int]]] = []
     for name, data in tasks.items():
-        order = list(range(len(data.ids)))
+        order = list(range(len(data.ids))) * max(1, (repeats or {}).get(name, 1))
         rng.shuffle(order)
         chunk = batch_size * 16
         for start in range(0, len(order), chunk):
@@ -124,7 +126,10 @@ def train(
     """Train in place; returns the mean loss of each epoch."""
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    per_epoch = sum(math.ceil(len(t.ids) / cfg.batch_size) for t in tasks.values())
+    per_epoch = sum(
+        math.ceil(len(t.ids) * max(1, cfg.task_repeats.get(name, 1)) / cfg.batch_size)
+        for name, t in tasks.items()
+    )
     total = max(1, int(round(per_epoch * cfg.epochs)))
     warmup = int(total * cfg.warmup_fraction)
     optimizer = torch.optim.AdamW(param_groups(model, cfg))
@@ -137,7 +142,7 @@ def train(
     while step < total:
         model.train()
         running, count = 0.0, 0
-        for task, rows in epoch_batches(tasks, cfg.batch_size, rng):
+        for task, rows in epoch_batches(tasks, cfg.batch_size, rng, cfg.task_repeats):
             if step >= total:
                 break
             for group in optimizer.param_groups:
