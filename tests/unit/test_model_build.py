@@ -231,3 +231,17 @@ def test_epoch_batches_cover_every_row_and_oversample() -> None:
         seen[task].extend(rows)
     assert sorted(seen["a"]) == sorted(list(range(10)) * 2)
     assert sorted(seen["b"]) == list(range(7))
+
+
+def test_geometry_kept_scores_identity_high_and_noise_low() -> None:
+    from worker.model_build.train import geometry_kept
+
+    rng = np.random.default_rng(0)
+    original = rng.normal(size=(60, 16))
+    same = geometry_kept(original * 3.0, original)  # scale does not change geometry
+    assert same["embedding_cosine_to_original"] == pytest.approx(1.0)
+    assert same["embedding_pairwise_spearman_vs_original"] == pytest.approx(1.0)
+    assert same["embedding_knn10_overlap_vs_original"] == pytest.approx(1.0)
+    noise = geometry_kept(rng.normal(size=(60, 16)), original)
+    assert noise["embedding_pairwise_spearman_vs_original"] < 0.3
+    assert noise["embedding_knn10_overlap_vs_original"] < 0.5

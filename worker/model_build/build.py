@@ -63,7 +63,9 @@ class BuildOptions:
     student_epochs: float | None = None
     teacher: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=1e-4, layer_decay=0.85))
     student: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=3, lr=2e-4, layer_decay=0.9, emb_weight=0.5)
+        default_factory=lambda: TrainConfig(
+            epochs=3, lr=2e-4, layer_decay=0.9, emb_weight=1.0, teacher_pooled_weight=0.5
+        )
     )
     teacher_refine: TrainConfig | None = field(
         default_factory=lambda: TrainConfig(
@@ -215,7 +217,8 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
 
     # --- 3. distil the pruned student from the dense fine-tuned teacher ------------------------
     student_dir = work / "student"
-    if options.resume and (student_dir / "model.pt").is_file():
+    student_key = {"teacher": str(teacher_dir), "train_config": asdict(student_cfg), "plan": plan.as_dict()}
+    if options.resume and _same_run(student_dir, student_key):
         student, _meta = load_checkpoint(student_dir)
         console.print(f"student: reusing {student_dir}")
     else:
@@ -238,8 +241,8 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         "distillation_layer_map": layer_map,
     }
     meta = {
+        **student_key,
         "labels": labels,
-        "train_config": asdict(student_cfg),
         "pruning": pruning,
         "parameters": {"dense": dense_params, "pruned": _params(student.encoder)},
         "max_tokens": options.max_len,
@@ -350,6 +353,15 @@ def export_checkpoint(
     )
 
 
+def _same_run(checkpoint: Path, key: dict[str, Any]) -> bool:
+    """A saved checkpoint is reused only if made from the same teacher, config and plan."""
+    meta_path = checkpoint / "meta.json"
+    if not (checkpoint / "model.pt").is_file() or not meta_path.is_file():
+        return False
+    meta = json.loads(meta_path.read_text())
+    return all(json.loads(json.dumps(value)) == meta.get(name) for name, value in key.items())
+
+
 def _onnx_dev(model_dir: Path, splits: dict[str, tuple[LabelledTexts, LabelledTexts]]) -> dict[str, Any]:
     from worker.model_build.evaluate import OnnxClassifier, score
 
@@ -405,7 +417,14 @@ def _params(module: torch.nn.Module) -> int:
 
 
 def _figures(results: dict[str, dict]) -> dict[str, Any]:
-    keep = ("n", "accuracy", "macro_f1", "embedding_cosine_to_original")
+    keep = (
+        "n",
+        "accuracy",
+        "macro_f1",
+        "embedding_cosine_to_original",
+        "embedding_pairwise_spearman_vs_original",
+        "embedding_knn10_overlap_vs_original",
+    )
     return {
         task: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k in keep}
         for task, r in results.items()

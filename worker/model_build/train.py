@@ -45,6 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     emb_weight: float = 0.5
+    teacher_pooled_weight: float = 0.5  # distillation only
     kd_alpha: float = 0.7  # share of the soft (teacher) loss in the task loss
     kd_temperature: float = 2.0
     kd_other_weight: float = 0.5  # KL on the head whose label the batch does not have
@@ -207,8 +208,14 @@ def _step_loss(
         for j, t_layer in enumerate(distil.layer_map):
             diff = (out.hidden_states[j + 1] - t_out.hidden_states[t_layer]) * token_mask
             loss = loss + cfg.hidden_weight / len(distil.layer_map) * diff.pow(2).sum() / denom
-    if cfg.emb_weight > 0:
-        loss = loss + cfg.emb_weight * (1 - F.cosine_similarity(out.pooled, t_out.pooled, dim=-1)).mean()
+    # Geometry: toward the original sentence embedding (what KB exemplars were written against) and
+    # toward the teacher's pooled vector (what the copied heads read).
+    if cfg.emb_weight > 0 and data.emb_targets is not None:
+        target = torch.from_numpy(data.emb_targets[rows])
+        loss = loss + cfg.emb_weight * (1 - F.cosine_similarity(out.pooled, target, dim=-1)).mean()
+    if cfg.teacher_pooled_weight > 0:
+        cosine = F.cosine_similarity(out.pooled, t_out.pooled, dim=-1)
+        loss = loss + cfg.teacher_pooled_weight * (1 - cosine).mean()
     return loss
 
 
@@ -240,8 +247,35 @@ def evaluate(model: MultiTaskModel, dev: dict[str, TaskData]) -> dict[str, dict]
         logits, pooled = predict(model, data.ids)
         report = classification_report(data.labels, logits[task].argmax(-1), data.label_names)
         if data.emb_targets is not None:
-            a = pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
-            b = data.emb_targets / np.linalg.norm(data.emb_targets, axis=-1, keepdims=True)
-            report["embedding_cosine_to_original"] = float((a * b).sum(-1).mean())
+            report.update(geometry_kept(pooled, data.emb_targets))
         results[task] = report
     return results
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return ranks
+
+
+def geometry_kept(
+    vectors: np.ndarray, original: np.ndarray, sample: int = 500, k: int = 10
+) -> dict[str, float]:
+    """How much of the original embedding geometry survives (what KB similarity search relies on):
+    mean cosine to the original vector, Spearman correlation of all pairwise cosines, and the
+    overlap of each text's k nearest neighbours, on the first ``sample`` texts."""
+    a = vectors[:sample] / np.linalg.norm(vectors[:sample], axis=-1, keepdims=True)
+    b = original[:sample] / np.linalg.norm(original[:sample], axis=-1, keepdims=True)
+    sim_a, sim_b = a @ a.T, b @ b.T
+    upper = np.triu_indices(len(a), 1)
+    rho = np.corrcoef(_ranks(sim_a[upper]), _ranks(sim_b[upper]))[0, 1] if len(a) > 2 else 1.0
+    np.fill_diagonal(sim_a, -np.inf)
+    np.fill_diagonal(sim_b, -np.inf)
+    k = max(1, min(k, len(a) - 1))
+    near_a, near_b = np.argsort(-sim_a, 1)[:, :k], np.argsort(-sim_b, 1)[:, :k]
+    overlap = np.mean([len(set(x) & set(y)) / k for x, y in zip(near_a, near_b, strict=True)])
+    return {
+        "embedding_cosine_to_original": float((a * b).sum(-1).mean()) if len(a) else 0.0,
+        "embedding_pairwise_spearman_vs_original": float(rho),
+        "embedding_knn10_overlap_vs_original": float(overlap),
+    }
