@@ -64,7 +64,7 @@ class BuildOptions:
     teacher: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=1e-4, layer_decay=0.85))
     student: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            epochs=3, lr=2e-4, layer_decay=0.9, emb_weight=1.0, teacher_pooled_weight=0.5
+            epochs=3, lr=2e-4, layer_decay=0.9, emb_weight=0.2, teacher_pooled_weight=0.5
         )
     )
     teacher_refine: TrainConfig | None = field(
