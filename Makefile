@@ -20,7 +20,7 @@ demo: $(VENV)/.runtime
 	$(VENV)/bin/finsignal demo
 
 test: $(VENV)/.dev
-	$(PY) -m pytest -q -ra
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -ra
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy worker kb_sync
