@@ -89,6 +89,90 @@ XLE|Energy Select Sector SPDR Fund|
 XLF|Financial Select Sector SPDR Fund|
 ARKK|ARK Innovation ETF|
 SMCI|Super Micro Computer Inc.|Super Micro Computer,Supermicro
+ACN|Accenture plc|Accenture
+TMO|Thermo Fisher Scientific Inc.|Thermo Fisher
+ABT|Abbott Laboratories|Abbott
+DHR|Danaher Corporation|Danaher
+LIN|Linde plc|=Linde
+AMGN|Amgen Inc.|Amgen
+NOW|ServiceNow Inc.|ServiceNow
+INTU|Intuit Inc.|Intuit
+HON|Honeywell International Inc.|Honeywell
+UNP|Union Pacific Corporation|Union Pacific
+RTX|RTX Corporation|Raytheon
+LMT|Lockheed Martin Corporation|Lockheed Martin,Lockheed
+NOC|Northrop Grumman Corporation|Northrop Grumman
+GD|General Dynamics Corporation|General Dynamics
+DE|Deere & Company|John Deere,=Deere
+MMM|3M Company|3M
+SPGI|S&P Global Inc.|S&P Global
+BLK|BlackRock Inc.|BlackRock
+SCHW|Charles Schwab Corporation|Charles Schwab,Schwab
+AXP|American Express Co.|American Express,Amex
+BX|Blackstone Inc.|Blackstone
+KKR|KKR & Co. Inc.|
+CVS|CVS Health Corporation|CVS Health
+CI|Cigna Group|Cigna
+ELV|Elevance Health Inc.|Elevance
+GILD|Gilead Sciences Inc.|Gilead
+BMY|Bristol-Myers Squibb Co.|Bristol-Myers Squibb,Bristol Myers
+MRNA|Moderna Inc.|Moderna
+REGN|Regeneron Pharmaceuticals Inc.|Regeneron
+VRTX|Vertex Pharmaceuticals Inc.|Vertex Pharmaceuticals
+ISRG|Intuitive Surgical Inc.|Intuitive Surgical
+SNOW|Snowflake Inc.|Snowflake
+SHOP|Shopify Inc.|Shopify
+SQ|Block Inc.|Square
+PANW|Palo Alto Networks Inc.|Palo Alto Networks
+CRWD|CrowdStrike Holdings Inc.|CrowdStrike
+NET|Cloudflare Inc.|Cloudflare
+DDOG|Datadog Inc.|Datadog
+ZM|Zoom Video Communications Inc.|Zoom Video
+RIVN|Rivian Automotive Inc.|Rivian
+LCID|Lucid Group Inc.|Lucid Motors
+NIO|NIO Inc.|
+SOFI|SoFi Technologies Inc.|SoFi
+MSTR|MicroStrategy Inc.|MicroStrategy,Strategy Inc.
+MARA|Marathon Digital Holdings Inc.|Marathon Digital
+RBLX|Roblox Corporation|Roblox
+SNAP|Snap Inc.|Snapchat
+PINS|Pinterest Inc.|Pinterest
+SPOT|Spotify Technology S.A.|Spotify
+DAL|Delta Air Lines Inc.|Delta Air Lines
+UAL|United Airlines Holdings Inc.|United Airlines
+AAL|American Airlines Group Inc.|American Airlines
+CCL|Carnival Corporation|Carnival Cruise
+COP|ConocoPhillips|ConocoPhillips
+OXY|Occidental Petroleum Corporation|Occidental Petroleum,Occidental
+SLB|SLB N.V.|Schlumberger
+NEM|Newmont Corporation|Newmont
+FCX|Freeport-McMoRan Inc.|Freeport-McMoRan,Freeport
+BIDU|Baidu Inc.|Baidu
+JD|JD.com Inc.|JD.com
+PDD|PDD Holdings Inc.|Pinduoduo,Temu
+SONY|Sony Group Corporation|=Sony
+TM|Toyota Motor Corporation|Toyota
+HSBC|HSBC Holdings plc|
+UBS|UBS Group AG|
+SAP|SAP SE|
+ARM|Arm Holdings plc|Arm Holdings
+DELL|Dell Technologies Inc.|=Dell
+HPQ|HP Inc.|
+WBD|Warner Bros. Discovery Inc.|Warner Bros. Discovery,Warner Bros
+PARA|Paramount Global|=Paramount
+CMCSA|Comcast Corporation|Comcast
+TMUS|T-Mobile US Inc.|T-Mobile
+CHWY|Chewy Inc.|Chewy
+BBBY|Bed Bath & Beyond Inc.|Bed Bath & Beyond
+VOO|Vanguard S&P 500 ETF|
+VTI|Vanguard Total Stock Market ETF|
+SLV|iShares Silver Trust|
+USO|United States Oil Fund|
+HYG|iShares iBoxx High Yield Corporate Bond ETF|
+TQQQ|ProShares UltraPro QQQ|
+SQQQ|ProShares UltraPro Short QQQ|
+SMH|VanEck Semiconductor ETF|
+EEM|iShares MSCI Emerging Markets ETF|
 """
 
 
