@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,7 @@ from rich.table import Table
 from kb_sync.loader import DEFAULT_KB_PATH, KBFileError, load_kb_file
 from kb_sync.model import KBSnapshot
 from kb_sync.store import KBStore, KBStoreError, redis_client
-from worker.cli import add_settings_flags, settings_from_args
+from worker.cli import add_settings_flags, import_optional, settings_from_args
 from worker.config import Settings
 
 KB_SETTINGS = [
@@ -76,13 +75,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         add_settings_flags(parser, only=KB_SETTINGS)
 
     for module_name in KB_EXTRA_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        module.register_kb(kb_sub)
+        module = import_optional(module_name)
+        if module is not None:
+            module.register_kb(kb_sub)
 
 
 # --- handlers ---------------------------------------------------------------------------------

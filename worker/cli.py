@@ -80,15 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # A sub-command whose optional dependencies are missing (e.g. torch) is still listed.
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        module.register(subparsers)
+        module = import_optional(module_name)
+        if module is not None:
+            module.register(subparsers)
     return parser
+
+
+def import_optional(module_name: str) -> types.ModuleType | None:
+    """Import a command module; None when the module itself does not exist (yet).
+
+    A missing dependency *inside* an existing module (e.g. torch) still raises, so a broken
+    install is reported rather than hidden.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
