@@ -70,6 +70,11 @@ class EntityTagger:
             raise ValueError(f"{path}: expected {{'version': 1, 'entities': [...]}}")
         return cls(data["entities"])
 
+    def name_of(self, ticker: str) -> str:
+        """Company name of a known ticker, "" when the lexicon does not know it."""
+        entity = self._by_ticker.get(ticker)
+        return entity.name if entity is not None else ""
+
     def tag(self, text: str) -> list[EntityMatch]:
         """Entities in order of first mention, each once."""
         found: dict[str, EntityMatch] = {}

@@ -34,3 +34,12 @@ KB_RELOAD_SECONDS = _metric(Histogram, "finsignal_kb_reload_seconds", "time to l
 KB_RELOAD_FAILURES = _metric(Counter, "finsignal_kb_reload_failures", "KB versions refused or failed to load")
 KB_STALE = _metric(Gauge, "finsignal_kb_stale", "1 while Redis is unreachable and the KB may be stale")
 READY = _metric(Gauge, "finsignal_ready", "1 when model and KB are loaded and the consumer has joined")
+KB_EMBED_CACHE_HITS = _metric(
+    Counter, "finsignal_kb_embed_cache_hits", "KB points whose embedding came from the Redis cache"
+)
+KB_POINTS_EMBEDDED = _metric(
+    Counter, "finsignal_kb_points_embedded", "KB points embedded by this process (cache misses)"
+)
+PRODUCE_FAILURES = _metric(
+    Counter, "finsignal_produce_failures", "batches whose outputs the broker did not confirm (retried)"
+)

@@ -1,0 +1,56 @@
+"""The runtime encoder on the shipped model: shapes, order, truncation, token-budget chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worker.config import DEFAULT_MODEL_DIR, ConfigError
+from worker.encoder import Encoder, _pick_target, _token_budget_chunks
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder(DEFAULT_MODEL_DIR, provider="cpu", max_tokens=128, max_batch_tokens=256)
+
+
+def test_outputs_follow_input_order_across_length_sorted_sub_batches(encoder: Encoder) -> None:
+    texts = ["word " * 60, "Fed hikes", "Acme cuts guidance; shares fall 12% in early trade", "ok"]
+    batch = encoder.encode(texts)
+    assert batch.embedding.shape == (4, encoder.dim)
+    assert batch.topic_logits.shape == (4, len(encoder.topics))
+    np.testing.assert_allclose(np.linalg.norm(batch.embedding, axis=1), 1.0, atol=1e-3)
+    for i, text in enumerate(texts):
+        alone = encoder.encode([text])
+        # INT8 dynamic quantisation scales per batch, so values differ slightly; the row must match.
+        assert float(alone.embedding[0] @ batch.embedding[i]) > 0.98
+        assert alone.n_tokens[0] == batch.n_tokens[i]
+
+
+def test_long_text_is_truncated_at_the_models_cap_and_flagged(encoder: Encoder) -> None:
+    batch = encoder.encode(["shares " * 500, "short one"])
+    assert batch.truncated.tolist() == [True, False]
+    assert batch.n_tokens[0] == encoder.max_tokens <= encoder.artifact.max_tokens
+    assert batch.n_tokens[1] < encoder.max_tokens
+
+
+def test_embed_empty_and_many(encoder: Encoder) -> None:
+    assert encoder.embed([]).shape == (0, encoder.dim)
+    vectors = encoder.embed([f"headline number {i}" for i in range(70)], batch_size=32)
+    assert vectors.shape == (70, encoder.dim) and vectors.dtype == np.float32
+
+
+def test_token_budget_chunks_keep_padded_size_within_budget() -> None:
+    lengths = np.array([3, 4, 4, 10, 10, 30, 64])
+    chunks = _token_budget_chunks(lengths, 40)
+    assert [i for c in chunks for i in range(len(lengths))[c]] == list(range(len(lengths)))
+    for chunk in chunks:
+        part = lengths[chunk]
+        assert len(part) == 1 or len(part) * part.max() <= 40
+
+
+def test_cuda_requested_without_cuda_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match="FINSIGNAL_PROVIDER"):
+        _pick_target("cuda", ["CPUExecutionProvider"])
+    assert _pick_target("auto", ["CPUExecutionProvider"]) == "cpu"
+    assert _pick_target("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "cuda"

@@ -1,0 +1,203 @@
+"""The runtime encoder: the shipped ONNX model under ONNX Runtime, with the Rust `tokenizers` (no torch).
+
+One ``Encoder`` per process. ``encode`` tokenizes a batch once (truncating at the token cap), sorts it by
+length and runs it in sub-batches that fit the padded-token budget, so a batch of short tweets and one long
+news lede does not pad every tweet to the lede's length (padding waste is most of the cost otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from worker.config import ConfigError, Settings
+from worker.model_build.artifact import Artifact, verify_artifact
+
+log = logging.getLogger(__name__)
+
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderOutput:
+    """Per-message model outputs, rows in the order of the input texts."""
+
+    embedding: np.ndarray  # (B, d) float32, L2-normalised
+    sentiment_logits: np.ndarray  # (B, 3)
+    topic_logits: np.ndarray  # (B, T)
+    n_tokens: np.ndarray  # (B,) int: tokens fed to the model (after truncation)
+    truncated: np.ndarray  # (B,) bool: the text was cut at the token cap
+
+
+class Encoder:
+    def __init__(
+        self,
+        model_dir: Path,
+        provider: str = "cpu",
+        intra_op_threads: int = 0,
+        max_tokens: int = 128,
+        max_batch_tokens: int = 8192,
+    ) -> None:
+        import onnxruntime as ort
+
+        target = _pick_target(provider, ort.get_available_providers())
+        manifest_only = verify_artifact(model_dir, files=[])
+        onnx_name = manifest_only.onnx_path(target).name
+        self.artifact: Artifact = verify_artifact(model_dir, files=[onnx_name, "tokenizer.json"])
+        self.target = target
+        # The model's position table may be shorter than the configured cap (pruned models keep 64).
+        self.max_tokens = min(max_tokens, self.artifact.max_tokens)
+        if max_tokens > self.artifact.max_tokens:
+            log.info(
+                "max_tokens %d > the model's %d: texts are truncated at %d tokens",
+                max_tokens,
+                self.artifact.max_tokens,
+                self.max_tokens,
+            )
+        self.max_batch_tokens = max(max_batch_tokens, self.max_tokens)
+        self.tokenizer = Tokenizer.from_file(str(self.artifact.tokenizer_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_tokens)
+        pad_id = self.tokenizer.token_to_id("[PAD]")
+        self.pad_id = 0 if pad_id is None else pad_id
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        providers: list[Any] = [_CPU]
+        if target == "cuda":
+            if hasattr(ort, "preload_dlls"):
+                ort.preload_dlls()  # CUDA/cuDNN from the pip wheels, before the session needs them
+            providers = [_CUDA, _CPU]
+        self.session = ort.InferenceSession(
+            str(self.artifact.onnx_path(target)), options, providers=providers
+        )
+        used = self.session.get_providers()
+        if target == "cuda" and _CUDA not in used:
+            raise ConfigError(
+                "provider cuda: ONNX Runtime could not start the CUDA provider "
+                f"(session providers: {used}); install the gpu extra and a matching CUDA runtime, "
+                "or set --provider cpu / FINSIGNAL_PROVIDER=cpu"
+            )
+        log.info(
+            "encoder %s %s (%s) on %s, max_tokens=%d",
+            self.name,
+            self.version,
+            self.artifact.onnx_path(target).name,
+            used[0],
+            self.max_tokens,
+        )
+        self.labels = self.artifact.labels
+        self.sentiments: list[str] = list(self.labels["sentiment"])
+        self.topics: list[str] = list(self.labels["topic"])
+        self.dim = int(self.artifact.manifest.get("architecture", {}).get("hidden_size", 384))
+        self.sha256 = self.artifact.sha256
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Encoder:
+        return cls(
+            settings.model_dir,
+            provider=settings.provider,
+            intra_op_threads=settings.intra_op_threads,
+            max_tokens=settings.max_tokens,
+            max_batch_tokens=settings.max_batch_tokens,
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.artifact.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.artifact.manifest["version"])
+
+    @property
+    def provider(self) -> str:
+        return str(self.session.get_providers()[0])
+
+    def encode(self, texts: list[str]) -> EncoderOutput:
+        """Tokenize and run ``texts``; rows of the result follow the input order."""
+        if not texts:
+            return self._empty()
+        encodings = self.tokenizer.encode_batch(texts)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
+        order = np.argsort(lengths, kind="stable")
+        outputs: list[list[np.ndarray]] = []
+        rows: list[np.ndarray] = []
+        for chunk in _token_budget_chunks(lengths[order], self.max_batch_tokens):
+            index = order[chunk]
+            width = int(lengths[index].max())
+            ids = np.full((len(index), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(index), width), dtype=np.int64)
+            for row, i in enumerate(index):
+                n = int(lengths[i])
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            outputs.append(self.session.run(None, {"input_ids": ids, "attention_mask": mask}))
+            rows.append(index)
+        inverse = np.empty(len(texts), dtype=np.int64)
+        inverse[np.concatenate(rows)] = np.arange(len(texts))
+        embedding, sentiment, topic = (np.concatenate([o[k] for o in outputs])[inverse] for k in range(3))
+        return EncoderOutput(
+            embedding=np.ascontiguousarray(embedding, dtype=np.float32),
+            sentiment_logits=sentiment.astype(np.float32, copy=False),
+            topic_logits=topic.astype(np.float32, copy=False),
+            n_tokens=lengths,
+            truncated=truncated,
+        )
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised embeddings of ``texts`` (KB points), (len(texts), d) float32."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = [self.encode(texts[i : i + batch_size]).embedding for i in range(0, len(texts), batch_size)]
+        return np.concatenate(parts)
+
+    def warm_up(self) -> None:
+        """One real forward pass (the deep health check: the model loads and runs)."""
+        out = self.encode(["warm-up: shares rose after earnings beat estimates"])
+        if not np.isfinite(out.embedding).all():
+            raise RuntimeError(f"encoder {self.artifact.onnx_path(self.target)} produced non-finite output")
+
+    def _empty(self) -> EncoderOutput:
+        return EncoderOutput(
+            embedding=np.zeros((0, self.dim), dtype=np.float32),
+            sentiment_logits=np.zeros((0, len(self.sentiments)), dtype=np.float32),
+            topic_logits=np.zeros((0, len(self.topics)), dtype=np.float32),
+            n_tokens=np.zeros(0, dtype=np.int64),
+            truncated=np.zeros(0, dtype=bool),
+        )
+
+
+def _pick_target(provider: str, available: list[str]) -> str:
+    if provider == "cpu":
+        return "cpu"
+    if provider == "cuda":
+        if _CUDA not in available:
+            raise ConfigError(
+                f"provider cuda: this ONNX Runtime has no CUDA provider (available: {available}); "
+                "install finsignal[gpu] (onnxruntime-gpu) or set --provider cpu / FINSIGNAL_PROVIDER=cpu"
+            )
+        return "cuda"
+    return "cuda" if _CUDA in available else "cpu"
+
+
+def _token_budget_chunks(sorted_lengths: np.ndarray, max_batch_tokens: int) -> list[slice]:
+    """Slices of a length-sorted batch whose padded size (rows x longest) stays within the budget."""
+    chunks: list[slice] = []
+    start = 0
+    for end in range(1, len(sorted_lengths) + 1):
+        # sorted ascending: the chunk's width is its last element
+        if (end - start) * int(sorted_lengths[end - 1]) > max_batch_tokens and end - 1 > start:
+            chunks.append(slice(start, end - 1))
+            start = end - 1
+    chunks.append(slice(start, len(sorted_lengths)))
+    return chunks
