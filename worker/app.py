@@ -1,0 +1,395 @@
+"""The classify stage's run loop: news.raw in, news.signals and news.dlq out. Sole owner of commit order.
+
+Each turn: assemble a micro-batch (up to ``max_batch_size`` records, waiting at most
+``max_batch_delay_ms`` once the first record is in), decode it (bad records -> DLQ with the original
+bytes and a reason), classify the valid ones in one model call, produce every output, flush, check that
+the broker confirmed every send, and only then commit the batch's offsets. A failed send or commit
+rewinds the batch's partitions and retries it, so nothing is committed ahead of its outputs
+(at-least-once; a retried batch may duplicate signals, never lose them).
+
+The KB is swapped by the watcher thread between batches (``Classifier.set_kb``); the rebalance listener
+only records what happened (it runs on kafka-python's IO thread and must not block on a commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from kb_sync.model import KBSnapshot
+from kb_sync.store import redis_client
+from kb_sync.watcher import KBWatcher
+from worker import metrics
+from worker.classifier import Classifier
+from worker.config import Settings
+from worker.decode import DecodeFailure, NewsEvent, decode_event, dlq_headers
+from worker.health import Health
+from worker.signals import build_signal, merge_entities, utc_now_iso
+
+log = logging.getLogger(__name__)
+
+_IDLE_POLL_MS = 200
+_LAG_EVERY_S = 5.0
+_MAX_RETRY_BACKOFF_S = 5.0
+
+
+class BatchNotConfirmed(RuntimeError):
+    """The broker did not confirm every output of a batch; its offsets must not be committed."""
+
+
+@dataclass(slots=True)
+class _Polled:
+    record: ConsumerRecord
+    received: float  # time.time() when poll returned it
+
+
+@dataclass
+class WorkerCounts:
+    consumed: int = 0
+    signals: int = 0
+    dlq: int = 0
+    batches: int = 0
+    retries: int = 0
+
+
+class _Assignments(ConsumerRebalanceListener):
+    """Records rebalances; never commits or blocks (kafka-python calls this on its IO thread)."""
+
+    def __init__(self) -> None:
+        self.joined = threading.Event()
+        self.revoked_since_poll = False
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.revoked_since_poll = True
+        if revoked:
+            log.info("partitions revoked: %s", _names(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.joined.set()  # joined the group, even with no partitions (more replicas than partitions)
+        log.info("partitions assigned: %s", _names(assigned) or "none")
+
+
+class Worker:
+    def __init__(self, settings: Settings, health: Health | None = None) -> None:
+        self.settings = settings
+        self.health = health or Health()
+        self.counts = WorkerCounts()
+        self.ready = threading.Event()
+        self.classifier: Classifier | None = None
+        self.watcher: KBWatcher | None = None
+        self._listener = _Assignments()
+        self._broker_ok = True
+        self._last_lag = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start_model_and_kb(self) -> Classifier:
+        """Load and warm the encoder, start the KB watcher (idempotent; run() calls it)."""
+        if self.classifier is not None:
+            return self.classifier
+        settings = self.settings
+        classifier = Classifier(settings, cache_client=lambda: redis_client(settings))
+        classifier.encoder.warm_up()
+        self.classifier = classifier
+        self.watcher = KBWatcher(
+            lambda: redis_client(settings),
+            settings.kb_namespace,
+            settings.kb_poll_interval_s,
+            on_snapshot=self._install_kb,
+            on_status=self._kb_status,
+            max_entries=settings.kb_max_entries,
+        )
+        self.watcher.start()
+        self.health.add_check("model", lambda: self.classifier is not None)
+        self.health.add_check("kb", self._kb_ready)
+        self.health.add_check("consumer", self._listener.joined.is_set)
+        self.health.add_check("broker", lambda: self._broker_ok)
+        return classifier
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; the batch in hand is finished, flushed and committed first."""
+        classifier = self.start_model_and_kb()
+        consumer = self._consumer()
+        producer = self._producer()
+        log.info(
+            "classify stage: %s -> %s (DLQ %s), group %s",
+            self.settings.input_topic,
+            self.settings.signals_topic,
+            self.settings.dlq_topic,
+            self.settings.group_id,
+        )
+        backoff = 0.2
+        try:
+            while not stop.is_set():
+                self.health.beat("classify")
+                self._set_ready()
+                batch = self._next_batch(consumer, stop)
+                self._report_lag(consumer)
+                if not batch:
+                    continue
+                try:
+                    self._process(batch, consumer, producer, classifier)
+                    backoff = 0.2
+                    self._broker_ok = True
+                except (BatchNotConfirmed, KafkaError) as exc:
+                    self._broker_ok = False
+                    self.counts.retries += 1
+                    metrics.PRODUCE_FAILURES.inc()
+                    log.warning(
+                        "batch of %d not confirmed (%s); rewinding, retry in %.1f s", len(batch), exc, backoff
+                    )
+                    _rewind(consumer, batch)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, _MAX_RETRY_BACKOFF_S)
+        finally:
+            self.ready.clear()
+            metrics.READY.set(0)
+            self._close(consumer, producer)
+
+    def _close(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
+        timeout = self.settings.shutdown_timeout_s
+        try:
+            producer.flush(timeout=timeout)
+        except KafkaError:
+            log.warning("producer flush at shutdown failed; uncommitted batches are re-read on restart")
+        producer.close(timeout=timeout)
+        consumer.close(autocommit=False)  # every commit was explicit, after confirmation
+        if self.watcher is not None:
+            self.watcher.stop()
+        log.info(
+            "classify stage stopped: %d consumed, %d signals, %d DLQ, %d retries",
+            self.counts.consumed,
+            self.counts.signals,
+            self.counts.dlq,
+            self.counts.retries,
+        )
+
+    # --- Kafka clients -----------------------------------------------------------------------
+    def _consumer(self) -> KafkaConsumer:
+        s = self.settings
+        consumer = KafkaConsumer(
+            group_id=s.group_id,
+            group_instance_id=s.group_instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset=s.auto_offset_reset,
+            max_poll_records=s.max_batch_size,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, s.session_timeout_ms // 3),
+            max_poll_interval_ms=s.max_poll_interval_ms,
+            fetch_max_bytes=max(52_428_800, s.max_message_bytes * 4),
+            max_partition_fetch_bytes=max(1_048_576, s.max_message_bytes * 2),
+            **s.kafka_client_kwargs(),
+        )
+        consumer.subscribe([s.input_topic], listener=self._listener)
+        return consumer
+
+    def _producer(self) -> KafkaProducer:
+        s = self.settings
+        return KafkaProducer(
+            acks="all",
+            enable_idempotence=True,  # broker-side retries do not duplicate outputs
+            linger_ms=s.producer_linger_ms,
+            compression_type=None if s.producer_compression == "none" else s.producer_compression,
+            # The DLQ carries the original bytes: allow the largest accepted input plus headers.
+            max_request_size=max(1_048_576, s.max_message_bytes * 2 + 65_536),
+            request_timeout_ms=15_000,
+            delivery_timeout_ms=30_000,
+            **s.kafka_client_kwargs(),
+        )
+
+    # --- one batch ---------------------------------------------------------------------------
+    def _next_batch(self, consumer: KafkaConsumer, stop: threading.Event) -> list[_Polled]:
+        """Up to max_batch_size records; once the first is in, wait at most max_batch_delay_ms more."""
+        s = self.settings
+        batch: list[_Polled] = []
+        deadline: float | None = None
+        while len(batch) < s.max_batch_size and not stop.is_set():
+            if deadline is None:
+                timeout_ms = _IDLE_POLL_MS
+            else:
+                timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            polled = consumer.poll(timeout_ms=timeout_ms, max_records=s.max_batch_size - len(batch))
+            now = time.time()
+            for records in polled.values():
+                batch.extend(_Polled(record, now) for record in records)
+            if deadline is None:
+                if not batch:
+                    return batch  # idle: back to the loop (heartbeat, stop check)
+                deadline = time.monotonic() + s.max_batch_delay_ms / 1000
+            if time.monotonic() >= deadline:
+                break
+        return batch
+
+    def _process(
+        self, batch: list[_Polled], consumer: KafkaConsumer, producer: KafkaProducer, classifier: Classifier
+    ) -> None:
+        s = self.settings
+        sends: list[Any] = []
+        dlq_reasons: list[str] = []
+        valid: list[tuple[_Polled, NewsEvent]] = []
+        for item in batch:
+            record = item.record
+            decoded = decode_event(record.value, s.max_message_bytes)
+            if isinstance(decoded, DecodeFailure):
+                headers = dlq_headers(decoded, record.topic, record.partition, record.offset, record.headers)
+                sends.append(
+                    producer.send(s.dlq_topic, value=record.value or b"", key=record.key, headers=headers)
+                )
+                dlq_reasons.append(decoded.reason)
+                log.debug(
+                    "DLQ %s[%d]@%d: %s: %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    decoded.reason,
+                    decoded.detail,
+                )
+            else:
+                valid.append((item, decoded))
+
+        end_to_end: list[float] = []
+        if valid:
+            inference_start = time.time()
+            classified = classifier.classify_texts([event.text for _, event in valid])
+            processed_at = utc_now_iso()
+            done = time.time()
+            inference_ms = round(classified.seconds * 1000, 3)
+            for row, (item, event) in enumerate(valid):
+                entities = merge_entities(
+                    event.tickers, classifier.tagger.tag(event.text), classifier.tagger.name_of
+                )
+                e2e_s = max(0.0, done - item.record.timestamp / 1000) if item.record.timestamp > 0 else 0.0
+                end_to_end.append(e2e_s)
+                signal = build_signal(
+                    event,
+                    classified.results[row],
+                    entities,
+                    n_tokens=int(classified.output.n_tokens[row]),
+                    truncated=bool(classified.output.truncated[row]),
+                    model=classifier.model_info,
+                    kb_version=classified.kb_version,
+                    timings={
+                        "queue_ms": round(max(0.0, inference_start - item.received) * 1000, 3),
+                        "inference_ms": inference_ms,
+                        "end_to_end_ms": round(e2e_s * 1000, 3),
+                    },
+                    processed_at=processed_at,
+                )
+                sends.append(
+                    producer.send(s.signals_topic, key=signal["key"].encode(), value=orjson.dumps(signal))
+                )
+            metrics.BATCH_SIZE.observe(len(valid))
+            metrics.INFERENCE_SECONDS.observe(classified.seconds)
+
+        producer.flush(timeout=s.shutdown_timeout_s * 3)
+        failed = [f for f in sends if not f.is_done or f.failed()]
+        if failed:
+            first = failed[0].exception if failed[0].is_done else "not sent before the flush timeout"
+            raise BatchNotConfirmed(f"{len(failed)} of {len(sends)} outputs not confirmed: {first}")
+
+        self._commit(consumer, batch)
+        self.counts.consumed += len(batch)
+        self.counts.signals += len(valid)
+        self.counts.dlq += len(dlq_reasons)
+        self.counts.batches += 1
+        metrics.MESSAGES_CONSUMED.inc(len(batch))
+        metrics.SIGNALS_PRODUCED.inc(len(valid))
+        for reason in dlq_reasons:
+            metrics.DLQ.labels(reason=reason).inc()
+        for seconds in end_to_end:
+            metrics.END_TO_END_SECONDS.observe(seconds)
+
+    def _commit(self, consumer: KafkaConsumer, batch: list[_Polled]) -> None:
+        """Commit next-offsets of the batch's partitions that this member still owns."""
+        offsets: dict[TopicPartition, int] = {}
+        for item in batch:
+            tp = TopicPartition(item.record.topic, item.record.partition)
+            offsets[tp] = max(offsets.get(tp, -1), item.record.offset + 1)
+        owned = consumer.assignment()
+        to_commit = {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items() if tp in owned}
+        if not to_commit:
+            return
+        try:
+            consumer.commit(offsets=to_commit)
+        except CommitFailedError as exc:
+            # Partitions moved to another member mid-batch: it re-reads from the last commit
+            # (duplicates, not loss). Nothing to rewind here: they are no longer ours.
+            log.warning("commit after rebalance refused (%s); the new owner re-reads those records", exc)
+
+    # --- KB and readiness --------------------------------------------------------------------
+    def _install_kb(self, snapshot: KBSnapshot) -> None:
+        assert self.classifier is not None
+        try:
+            self.classifier.set_kb(snapshot)
+        except Exception:
+            metrics.KB_RELOAD_FAILURES.inc()
+            raise
+
+    def _kb_status(self, status: str) -> None:
+        metrics.KB_STALE.set(1 if status == "stale" else 0)
+        if status == "invalid":
+            metrics.KB_RELOAD_FAILURES.inc()
+            if self.watcher is not None:
+                log.error(
+                    "KB refused, version %s keeps serving: %s",
+                    self.classifier and self.classifier.kb_version,
+                    self.watcher.last_error,
+                )
+
+    def _kb_ready(self) -> bool:
+        # Ready once the first look at Redis is done: a KB is serving, or none is published yet.
+        # A Redis outage after that keeps readiness (the loaded KB keeps serving, flagged stale).
+        watcher = self.watcher
+        if watcher is None:
+            return False
+        return watcher.delivered_version is not None or watcher.status == "ok"
+
+    def _set_ready(self) -> None:
+        if self.health.ready():
+            self.ready.set()
+        else:
+            self.ready.clear()
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < _LAG_EVERY_S:
+            return
+        self._last_lag = now
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)  # from fetch responses: no extra request
+            if highwater is None:
+                continue
+            try:
+                position = consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if position is not None:
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+
+
+def _rewind(consumer: KafkaConsumer, batch: list[_Polled]) -> None:
+    """Seek each of the batch's partitions (still owned) back to its first record in the batch."""
+    first: dict[TopicPartition, int] = defaultdict(lambda: 1 << 62)
+    for item in batch:
+        tp = TopicPartition(item.record.topic, item.record.partition)
+        first[tp] = min(first[tp], item.record.offset)
+    owned = consumer.assignment()
+    for tp, offset in first.items():
+        if tp in owned:
+            consumer.seek(tp, offset)
+
+
+def _names(tps: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps))

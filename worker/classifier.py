@@ -1,0 +1,117 @@
+"""Encoder + KB fusion + entity tagging: texts in, fusion results out (no Kafka here).
+
+The serving KB is one immutable ``KnowledgeIndex`` behind a plain attribute: the KB watcher thread
+builds a new index (embedding only points the Redis cache lacks) and swaps the reference; a batch
+reads the reference once, so it never sees half a KB and never waits for a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from kb_sync.embed_cache import EmbeddingCache
+from kb_sync.model import KBSnapshot
+from worker import metrics
+from worker.config import Settings
+from worker.encoder import Encoder, EncoderOutput
+from worker.entities import EntityTagger
+from worker.fusion import Fusion, FusionParams, FusionResult, KnowledgeIndex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """One batch through the model: fusion results plus the encoder facts a signal reports."""
+
+    results: list[FusionResult]
+    output: EncoderOutput
+    kb_version: int
+    seconds: float
+
+
+class Classifier:
+    def __init__(
+        self,
+        settings: Settings,
+        encoder: Encoder | None = None,
+        cache_client: Callable[[], redis.Redis] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.encoder = encoder or Encoder.from_settings(settings)
+        self.fusion = Fusion(
+            FusionParams.load(settings.model_dir),
+            head_topics=self.encoder.topics,
+            sentiments=self.encoder.sentiments,
+            top_m=settings.kb_top_m,
+            top_groups=settings.kb_top_groups,
+        )
+        self.tagger = EntityTagger.from_file()
+        self.model_info = {
+            "name": self.encoder.name,
+            "version": self.encoder.version,
+            "sha256": self.encoder.sha256,
+        }
+        self._cache_client = cache_client
+        self._index: KnowledgeIndex | None = None
+        self._swap_lock = threading.Lock()  # two reloads never interleave their swaps
+
+    @property
+    def kb_version(self) -> int:
+        index = self._index
+        return index.version if index is not None else 0
+
+    @property
+    def index(self) -> KnowledgeIndex | None:
+        return self._index
+
+    def set_kb(self, snapshot: KBSnapshot) -> None:
+        """Embed (cache first), index and swap in a KB version; raises and keeps the old one on failure."""
+        start = time.perf_counter()
+        embeddings = self._embed_points(snapshot)
+        index = KnowledgeIndex.build(snapshot, embeddings, self.encoder.topics, self.encoder.sentiments)
+        with self._swap_lock:
+            self._index = index
+        seconds = time.perf_counter() - start
+        metrics.KB_VERSION.set(snapshot.version)
+        metrics.KB_ENTRIES.set(len(snapshot))
+        metrics.KB_RELOAD_SECONDS.observe(seconds)
+        log.info(
+            "KB version %d serving: %d points, built in %.2f s", snapshot.version, len(snapshot), seconds
+        )
+
+    def classify_texts(self, texts: list[str]) -> Classified:
+        index = self._index  # one read: the whole batch uses one KB version
+        start = time.perf_counter()
+        output = self.encoder.encode(texts)
+        results = self.fusion.fuse(output.embedding, output.sentiment_logits, output.topic_logits, index)
+        seconds = time.perf_counter() - start
+        return Classified(results, output, index.version if index is not None else 0, seconds)
+
+    def _embed_points(self, snapshot: KBSnapshot) -> np.ndarray:
+        entries = snapshot.entries
+        if self._cache_client is None:
+            metrics.KB_POINTS_EMBEDDED.inc(len(entries))
+            return self.encoder.embed([e.text for e in entries])
+        client = self._cache_client()
+        try:
+            cache = EmbeddingCache(client, self.settings.kb_namespace, self.encoder.sha256, self.encoder.dim)
+            vectors = cache.embed_entries(entries, self.encoder.embed)
+        finally:
+            client.close()
+        metrics.KB_EMBED_CACHE_HITS.inc(cache.hits)
+        metrics.KB_POINTS_EMBEDDED.inc(cache.misses)
+        log.info(
+            "KB version %d: %d points from the embedding cache, %d embedded",
+            snapshot.version,
+            cache.hits,
+            cache.misses,
+        )
+        return vectors
