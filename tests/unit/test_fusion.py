@@ -1,0 +1,230 @@
+"""KB fusion on synthetic vectors: routing, attention, read-out, gate, KB-only topics, params file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb_sync.model import KBEntry, KBSnapshot
+from worker.fusion import (
+    FUSION_FILE,
+    Fusion,
+    FusionError,
+    FusionParams,
+    KnowledgeIndex,
+    softmax,
+)
+
+DIM = 32
+SENTIMENTS = ("negative", "neutral", "positive")
+HEAD_TOPICS = ("Earnings", "Macro", "IPO")
+EVIDENCE_KEYS = {"id", "text", "kind", "group", "topic", "sentiment", "weight", "attention"}
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def rand_unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    return unit(rng.standard_normal((n, DIM)))
+
+
+def near(v: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector with the given cosine to unit vector v."""
+    r = rng.standard_normal(DIM)
+    r -= (r @ v) * v
+    r /= np.linalg.norm(r)
+    return unit(cos * v + np.sqrt(1 - cos**2) * r)
+
+
+def entry(i: int, group: str, topic: str | None = None, sentiment: str | None = None, weight: float = 1.0):
+    return KBEntry(
+        id=f"p{i}",
+        kind="exemplar",
+        text=f"point {i}",
+        group=group,
+        author="test",
+        topic=topic,
+        sentiment=sentiment,
+        weight=weight,
+    )
+
+
+def make_index(entries: list[KBEntry], vectors: np.ndarray, **kw) -> KnowledgeIndex:
+    snapshot = KBSnapshot(version=7, entries=tuple(entries), published_at="2024-01-01T00:00:00Z", author="t")
+    return KnowledgeIndex.build(snapshot, vectors, HEAD_TOPICS, SENTIMENTS, **kw)
+
+
+def fusion(top_m: int = 4, top_groups: int = 2, params: FusionParams | None = None) -> Fusion:
+    return Fusion(params or FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=top_m, top_groups=top_groups)
+
+
+def head_logits(batch: int, sentiment: int = 1, topic: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Confident head: the given sentiment / topic at ~0.9."""
+    s = np.zeros((batch, 3), np.float32)
+    s[:, sentiment] = 3.0
+    t = np.zeros((batch, len(HEAD_TOPICS)), np.float32)
+    t[:, topic] = 3.0
+    return s, t
+
+
+def test_no_kb_is_the_head() -> None:
+    rng = np.random.default_rng(0)
+    h = rand_unit(rng, 5)
+    s_logits = rng.standard_normal((5, 3)).astype(np.float32)
+    t_logits = rng.standard_normal((5, 3)).astype(np.float32)
+    empty = KnowledgeIndex.empty(HEAD_TOPICS, SENTIMENTS, dim=DIM)
+    for index in (None, empty):
+        results = fusion().fuse(h, s_logits, t_logits, index)
+        assert len(results) == 5
+        for b, r in enumerate(results):
+            assert np.allclose(list(r.sentiment.values()), softmax(s_logits[b]), atol=1e-6)
+            best = int(np.argmax(t_logits[b]))
+            assert r.topics[0] == (HEAD_TOPICS[best], pytest.approx(float(softmax(t_logits[b])[best])))
+            assert r.gate == 0.0 and r.evidence == [] and r.routed_groups == [] and not r.topic_kb_only
+
+
+def test_kb_only_topic_comes_out_for_a_matching_vector() -> None:
+    rng = np.random.default_rng(1)
+    new_topic = rand_unit(rng, 1)[0]
+    vectors = np.concatenate([rand_unit(rng, 30), new_topic[None]])
+    entries = [entry(i, "macro", HEAD_TOPICS[i % 3], SENTIMENTS[i % 3]) for i in range(30)]
+    entries.append(entry(30, "crypto", "Stablecoins", "negative"))
+    index = make_index(entries, vectors)
+    assert index.topics == (*HEAD_TOPICS, "Stablecoins")
+
+    matching = near(new_topic, 0.95, rng)
+    unrelated = rand_unit(rng, 1)[0]
+    s, t = head_logits(2, sentiment=2, topic=0)  # head: positive Earnings
+    match_r, other_r = fusion().fuse(np.stack([matching, unrelated]), s, t, index)
+
+    assert match_r.topics[0][0] == "Stablecoins" and match_r.topic_kb_only
+    assert max(match_r.sentiment, key=match_r.sentiment.get) == "negative"
+    assert match_r.evidence[0]["id"] == "p30"
+    assert other_r.topics[0][0] == "Earnings" and not other_r.topic_kb_only
+    assert len(match_r.topics) == 3
+
+
+def test_evidence_order_attention_and_probabilities() -> None:
+    rng = np.random.default_rng(2)
+    vectors = rand_unit(rng, 200)
+    groups = ("equities", "rates", "fx", "macro")
+    entries = [
+        entry(
+            i, groups[i % 4], HEAD_TOPICS[i % 3] if i % 5 else "Crypto", SENTIMENTS[i % 3] if i % 7 else None
+        )
+        for i in range(200)
+    ]
+    index = make_index(entries, vectors)
+    h = unit(vectors[:16] + 0.3 * rng.standard_normal((16, DIM)))
+    s_logits = rng.standard_normal((16, 3)).astype(np.float32)
+    t_logits = rng.standard_normal((16, 3)).astype(np.float32)
+    results = fusion(top_m=6, top_groups=2).fuse(h, s_logits, t_logits, index)
+    for r in results:
+        att = [e["attention"] for e in r.evidence]
+        assert 1 <= len(r.evidence) <= 6
+        assert att == sorted(att, reverse=True)
+        assert sum(att) == pytest.approx(1.0, abs=1e-5)
+        assert all(set(e) == EVIDENCE_KEYS for e in r.evidence)
+        assert {e["group"] for e in r.evidence} <= set(r.routed_groups) and len(r.routed_groups) == 2
+        assert sum(r.sentiment.values()) == pytest.approx(1.0, abs=1e-5)
+        assert 0.0 <= r.gate <= 1.0
+        assert [p for _, p in r.topics] == sorted((p for _, p in r.topics), reverse=True)
+    # Full extended distribution sums to 1 too (not only the top 3 shown).
+    probs, _, _, _ = fusion(top_m=6, top_groups=2).fuse_arrays(h, s_logits, t_logits, index)
+    assert np.allclose(probs["topic"].sum(axis=1), 1.0, atol=1e-5)
+    assert probs["topic"].shape[1] == len(HEAD_TOPICS) + 1
+
+
+def test_routing_scores_only_routed_groups() -> None:
+    """Group A holds a perfect match but its router centroid points elsewhere; B is routed instead."""
+    rng = np.random.default_rng(3)
+    h = rand_unit(rng, 1)[0]
+    away = near(-h, 0.99, rng)  # A's bulk points away from h, so its single centroid does too
+    a_vectors = np.stack([h] + [near(away, 0.95, rng) for _ in range(20)])
+    b_vectors = np.stack([near(h, 0.6, rng) for _ in range(10)])
+    entries = [entry(0, "alpha", "IPO", "negative")]
+    entries += [entry(i, "alpha", "Macro", "neutral") for i in range(1, 21)]
+    entries += [entry(100 + i, "beta", "Earnings", "positive") for i in range(10)]
+    index = make_index(entries, np.concatenate([a_vectors, b_vectors]), max_centroids=1)
+    s, t = head_logits(1)
+
+    (one,) = fusion(top_m=4, top_groups=1).fuse(h[None], s, t, index)
+    assert one.routed_groups == ["beta"]
+    assert all(e["group"] == "beta" for e in one.evidence)
+    assert "p0" not in {e["id"] for e in one.evidence}
+
+    (two,) = fusion(top_m=4, top_groups=2).fuse(h[None], s, t, index)
+    assert two.routed_groups == ["beta", "alpha"]
+    assert two.evidence[0]["id"] == "p0"  # the perfect match, once its group is routed
+    assert two.topics[0][0] == "IPO"
+
+
+def test_near_duplicate_dominates_weak_match_barely_moves() -> None:
+    rng = np.random.default_rng(4)
+    point = rand_unit(rng, 1)[0]
+    index = make_index([entry(0, "equities", "Macro", "negative")], point[None])
+    s, t = head_logits(2, sentiment=2, topic=0)
+    head_pos = float(softmax(s[0])[2])
+    dup, weak = fusion().fuse(np.stack([near(point, 0.97, rng), near(point, 0.6, rng)]), s, t, index)
+    assert dup.sentiment["negative"] > 0.8 and dup.topics[0][0] == "Macro" and dup.gate > 0.9
+    assert weak.sentiment["positive"] == pytest.approx(head_pos, abs=0.01) and weak.gate < 0.01
+    assert weak.topics[0][0] == "Earnings"
+
+
+def test_point_weight_enters_attention() -> None:
+    rng = np.random.default_rng(5)
+    h = rand_unit(rng, 1)[0]
+    a, b = near(h, 0.8, rng), near(h, 0.8, rng)
+    entries = [entry(0, "fx", "Macro", weight=4.0), entry(1, "fx", "Macro", weight=1.0)]
+    (r,) = fusion().fuse(h[None], *head_logits(1), make_index(entries, np.stack([a, b])))
+    att = {e["id"]: e["attention"] for e in r.evidence}
+    assert att["p0"] / att["p1"] == pytest.approx(4.0, rel=1e-3)
+
+
+def test_batch_equals_one_by_one() -> None:
+    rng = np.random.default_rng(6)
+    vectors = rand_unit(rng, 300)
+    groups = ("a", "b", "c", "d", "e")
+    entries = [entry(i, groups[i % 5], HEAD_TOPICS[i % 3], SENTIMENTS[(i // 3) % 3]) for i in range(300)]
+    index = make_index(entries, vectors, max_centroids=8)
+    h = unit(vectors[:10] + 0.2 * rng.standard_normal((10, DIM)))
+    s_logits = rng.standard_normal((10, 3)).astype(np.float32)
+    t_logits = rng.standard_normal((10, 3)).astype(np.float32)
+    f = fusion(top_m=5, top_groups=2)
+    batch = f.fuse(h, s_logits, t_logits, index)
+    for b in range(10):
+        (single,) = f.fuse(h[b : b + 1], s_logits[b : b + 1], t_logits[b : b + 1], index)
+        assert single.routed_groups == batch[b].routed_groups
+        assert [e["id"] for e in single.evidence] == [e["id"] for e in batch[b].evidence]
+        assert single.sentiment == pytest.approx(batch[b].sentiment, abs=1e-6)
+
+
+def test_params_file_roundtrip_and_defaults(tmp_path: Path) -> None:
+    assert FusionParams.load(tmp_path) == FusionParams()
+    params = FusionParams(temperature=0.07, kind_bias={"term": -0.5}, meta={"fitted": True})
+    params.save(tmp_path)
+    loaded = FusionParams.load(tmp_path)
+    assert loaded.temperature == 0.07 and loaded.kind_bias == {"term": -0.5}
+    assert loaded.gates["topic"].weights == params.gates["topic"].weights
+
+    data = json.loads((tmp_path / FUSION_FILE).read_text())
+    data["gates"]["topic"]["weights"]["bogus"] = 1.0
+    (tmp_path / FUSION_FILE).write_text(json.dumps(data))
+    with pytest.raises(FusionError, match="bogus"):
+        FusionParams.load(tmp_path)
+    (tmp_path / FUSION_FILE).write_text('{"format": "other"}')
+    with pytest.raises(FusionError, match="format"):
+        FusionParams.load(tmp_path)
+
+
+def test_build_refuses_mismatched_embeddings() -> None:
+    rng = np.random.default_rng(7)
+    with pytest.raises(FusionError, match="len\\(snapshot\\)=2"):
+        make_index([entry(0, "fx"), entry(1, "fx")], rand_unit(rng, 3))
+    index = make_index([entry(0, "fx", "Macro")], rand_unit(rng, 1))
+    with pytest.raises(FusionError, match="dimension"):
+        fusion().fuse(np.ones((1, DIM + 1), np.float32), *head_logits(1), index)

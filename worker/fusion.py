@@ -1,0 +1,515 @@
+"""KB fusion: the message embedding attends over expert knowledge points, a gate mixes the read-out in.
+
+Pure numpy (no torch) and vectorised over the batch; the only Python loops run over expert groups and,
+when results are assembled, over messages.
+
+For a message with L2-normalised embedding h and head logits (sentiment, topic):
+
+1. **Routing** (sparse, mixture-of-experts style). Each expert group has a few router centroids (its points
+   themselves when it is small, spherical k-means centroids when it is large); a group's score is
+   max_j cos(h, c_gj) and the top ``top_groups`` groups are routed. Only their points are scored, so the cost
+   grows with the routed groups, not with the whole KB.
+2. **Attention** over the top ``top_m`` points of the routed groups (one matmul per group + argpartition):
+   ``s_i = cos(h, k_i) / T + log w_i + kind_bias[kind_i]``, ``alpha = softmax(s)``. The attention compares h
+   with k (DESIGN.md explains why the concatenation form cannot); the point weight w_i enters as a prior.
+3. **Read-out** per task: ``y_task = sum_i alpha_i v_i / sum_i alpha_i`` over the attended points that carry
+   a label for the task (v_i: one-hot of the point's sentiment / topic). Topics of the KB that the head has
+   never seen extend the topic label set; the head's probability for them is 0.
+4. **Gate** per task: ``g = sigmoid(b + w . f)`` on read-out features ``f`` (``GATE_FEATURES``: best cosine of
+   a labelled attended point, read-out confidence, head confidence, head/KB agreement, read-out mass on
+   KB-only labels); ``p = (1 - g) softmax(head) + g y_task``. No labelled point attended => g = 0.
+
+Zero-shot defaults (no fusion.json): T = 0.05 and a gate that is 0.5 at cosine 0.85, so a near-duplicate
+exemplar (cosine > 0.9) dominates and weak matches (cosine < 0.75) barely move the head.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kb_sync.model import ENTRY_KINDS, KBEntry, KBSnapshot
+
+FUSION_FILE = "fusion.json"
+FUSION_FORMAT = "finsignal-fusion/1"
+TASKS: tuple[str, ...] = ("sentiment", "topic")
+GATE_FEATURES: tuple[str, ...] = ("max_sim", "kb_conf", "head_conf", "agree", "kb_only")
+DEFAULT_MAX_CENTROIDS = 64  # router centroids per group: bounds routing cost per message
+
+
+class FusionError(ValueError):
+    """Fusion parameters or KB index inputs are inconsistent; the message names the field."""
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """g = sigmoid(bias + sum_f weights[f] * feature_f); features not named weigh 0."""
+
+    bias: float
+    weights: Mapping[str, float]
+
+    def vector(self) -> np.ndarray:
+        return np.array([float(self.weights.get(name, 0.0)) for name in GATE_FEATURES], dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bias": self.bias, "weights": {k: float(v) for k, v in self.weights.items()}}
+
+
+def _zero_shot_gate() -> GateParams:
+    # 0.5 at cosine 0.85, 0.82 at 0.9, 0.05 at 0.75: only near-duplicates override the head.
+    return GateParams(bias=-25.5, weights={"max_sim": 30.0})
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """Learned fusion scalars; the defaults are the zero-shot setting used when no fusion.json exists."""
+
+    temperature: float = 0.05
+    kind_bias: Mapping[str, float] = field(default_factory=dict)
+    gates: Mapping[str, GateParams] = field(
+        default_factory=lambda: {task: _zero_shot_gate() for task in TASKS}
+    )
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not (self.temperature > 0 and np.isfinite(self.temperature)):
+            raise FusionError(f"fusion temperature must be > 0, got {self.temperature}")
+        unknown = set(self.kind_bias) - set(ENTRY_KINDS)
+        if unknown:
+            raise FusionError(f"fusion kind_bias: unknown kinds {sorted(unknown)} (known: {ENTRY_KINDS})")
+        for task in TASKS:
+            if task not in self.gates:
+                raise FusionError(f"fusion gates: missing the {task!r} gate")
+            bad = set(self.gates[task].weights) - set(GATE_FEATURES)
+            if bad:
+                raise FusionError(f"fusion gates.{task}: unknown features {sorted(bad)} ({GATE_FEATURES})")
+
+    @classmethod
+    def load(cls, model_dir: Path) -> FusionParams:
+        """``model_dir/fusion.json`` when present, else the zero-shot defaults."""
+        path = Path(model_dir) / FUSION_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FusionError(f"{path} is not readable JSON: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "fusion params") -> FusionParams:
+        if data.get("format") != FUSION_FORMAT:
+            raise FusionError(f"{source}: format must be {FUSION_FORMAT!r}, got {data.get('format')!r}")
+        try:
+            gates = {
+                task: GateParams(float(g["bias"]), {k: float(v) for k, v in g.get("weights", {}).items()})
+                for task, g in data["gates"].items()
+            }
+            return cls(
+                temperature=float(data["temperature"]),
+                kind_bias={k: float(v) for k, v in data.get("kind_bias", {}).items()},
+                gates=gates,
+                meta=dict(data.get("meta", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, FusionError):
+                raise
+            raise FusionError(f"{source}: malformed fusion parameters ({exc!r})") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FUSION_FORMAT,
+            "temperature": self.temperature,
+            "kind_bias": dict(self.kind_bias),
+            "gates": {task: self.gates[task].to_dict() for task in TASKS},
+            "meta": dict(self.meta),
+        }
+
+    def save(self, model_dir: Path) -> Path:
+        path = Path(model_dir) / FUSION_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+
+class KnowledgeIndex:
+    """Immutable search structure over one KB snapshot; built off the hot path, swapped between batches.
+
+    Points are stored in one contiguous float32 matrix per expert group; ``point_*`` arrays are indexed by
+    the position in ``entries`` (the snapshot order).
+    """
+
+    version: int
+    size: int
+    groups: tuple[str, ...]
+    topics: tuple[str, ...]  # head topics, then KB-only topics (sorted)
+    sentiments: tuple[str, ...]
+    n_head_topics: int
+    entries: tuple[KBEntry, ...]
+    dim: int
+
+    def __init__(self) -> None:  # use build()
+        self.group_vectors: tuple[np.ndarray, ...] = ()
+        self.group_points: tuple[np.ndarray, ...] = ()  # per group: positions in entries
+        self.router_centroids = np.zeros((0, 0), dtype=np.float32)
+        self.router_starts = np.zeros(0, dtype=np.int64)  # first centroid row of each group
+        self.point_log_weight = np.zeros(0, dtype=np.float32)
+        self.point_kind = np.zeros(0, dtype=np.int64)
+        self.point_topic = np.zeros(0, dtype=np.int64)  # -1: no topic
+        self.point_sentiment = np.zeros(0, dtype=np.int64)  # -1: no sentiment
+
+    @classmethod
+    def build(
+        cls,
+        snapshot: KBSnapshot,
+        embeddings: np.ndarray,
+        head_topics: Sequence[str],
+        sentiments: Sequence[str],
+        max_centroids: int = DEFAULT_MAX_CENTROIDS,
+    ) -> KnowledgeIndex:
+        """``embeddings``: (len(snapshot), d) float32, L2-normalised, row i = snapshot.entries[i]."""
+        entries = tuple(snapshot.entries)
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(entries):
+            raise FusionError(
+                f"KB embeddings must be (len(snapshot)={len(entries)}, d), got shape {vectors.shape}"
+            )
+        if not np.isfinite(vectors).all():
+            raise FusionError("KB embeddings hold non-finite values (re-embed the KB points)")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)  # cosine needs unit rows; cheap insurance
+
+        self = cls()
+        self.version = snapshot.version
+        self.size = len(entries)
+        self.entries = entries
+        self.dim = int(vectors.shape[1])
+        self.sentiments = tuple(sentiments)
+        self.n_head_topics = len(head_topics)
+        kb_only = sorted({e.topic for e in entries if e.topic and e.topic not in set(head_topics)})
+        self.topics = tuple(head_topics) + tuple(kb_only)
+        topic_pos = {t: i for i, t in enumerate(self.topics)}
+        sentiment_pos = {s: i for i, s in enumerate(self.sentiments)}
+        kind_pos = {k: i for i, k in enumerate(ENTRY_KINDS)}
+        unknown = {e.sentiment for e in entries if e.sentiment and e.sentiment not in sentiment_pos}
+        if unknown:
+            raise FusionError(f"KB sentiments {sorted(unknown)} are not model labels {self.sentiments}")
+
+        self.point_log_weight = np.log(np.array([e.weight for e in entries], dtype=np.float32))
+        self.point_kind = np.array([kind_pos.get(e.kind, 0) for e in entries], dtype=np.int64)
+        self.point_topic = np.array([topic_pos[e.topic] if e.topic else -1 for e in entries], dtype=np.int64)
+        self.point_sentiment = np.array(
+            [sentiment_pos[e.sentiment] if e.sentiment else -1 for e in entries], dtype=np.int64
+        )
+
+        self.groups = tuple(sorted({e.group for e in entries}))
+        group_of = np.array([self.groups.index(e.group) for e in entries] if entries else [], dtype=np.int64)
+        group_vectors, group_points, centroids, starts = [], [], [], []
+        n_centroids = 0
+        for g in range(len(self.groups)):
+            points = np.flatnonzero(group_of == g)
+            matrix = np.ascontiguousarray(vectors[points])
+            group_points.append(points)
+            group_vectors.append(matrix)
+            cent = _router_centroids(matrix, max_centroids)
+            starts.append(n_centroids)
+            n_centroids += len(cent)
+            centroids.append(cent)
+        self.group_vectors = tuple(group_vectors)
+        self.group_points = tuple(group_points)
+        if centroids:
+            self.router_centroids = np.ascontiguousarray(np.concatenate(centroids))
+        self.router_starts = np.array(starts, dtype=np.int64)
+        return self
+
+    @classmethod
+    def empty(cls, head_topics: Sequence[str], sentiments: Sequence[str], dim: int = 0) -> KnowledgeIndex:
+        snapshot = KBSnapshot(version=0, entries=(), published_at="", author="")
+        return cls.build(snapshot, np.zeros((0, dim), dtype=np.float32), head_topics, sentiments)
+
+    def evidence_item(self, point: int, attention: float) -> dict[str, Any]:
+        """The signal.v1 evidence item of one point."""
+        e = self.entries[point]
+        return {
+            "id": e.id,
+            "text": e.text,
+            "kind": e.kind,
+            "group": e.group,
+            "topic": e.topic,
+            "sentiment": e.sentiment,
+            "weight": e.weight,
+            "attention": attention,
+        }
+
+
+def _router_centroids(matrix: np.ndarray, max_centroids: int, iterations: int = 8) -> np.ndarray:
+    """The points themselves for small groups, else spherical k-means centroids (deterministic init)."""
+    n = len(matrix)
+    if n <= max_centroids:
+        return matrix.copy()
+    init = np.linspace(0, n - 1, max_centroids).astype(np.int64)
+    cent = matrix[init].copy()
+    for _ in range(iterations):
+        assign = np.argmax(matrix @ cent.T, axis=1)
+        sums = np.zeros_like(cent)
+        np.add.at(sums, assign, matrix)
+        counts = np.bincount(assign, minlength=len(cent))
+        keep = counts > 0
+        cent[keep] = sums[keep] / np.maximum(np.linalg.norm(sums[keep], axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(cent, dtype=np.float32)
+
+
+@dataclass(slots=True)
+class FusionResult:
+    sentiment: dict[str, float]  # {"negative","neutral","positive"} -> probability, sums to 1
+    topics: list[tuple[str, float]]  # top 3 over the extended label set, most probable first
+    topic_kb_only: bool  # the top topic exists only in the KB
+    evidence: list[dict[str, Any]]  # signal.v1 evidence items, highest attention first, <= top_m
+    # Weight of the KB read-out in the fused prediction: the larger of the two task gates
+    # (p_task = (1 - g_task) * head + g_task * kb); 0 when no KB point was attended.
+    gate: float
+    routed_groups: list[str]
+    gates: dict[str, float] = field(default_factory=dict)  # per task: {"sentiment": g, "topic": g}
+
+
+@dataclass(slots=True)
+class Readout:
+    """The KB side of fusion for a batch, before the gate (training reuses it)."""
+
+    points: np.ndarray  # (B, m) positions in index.entries, -1 = none; highest attention first
+    attention: np.ndarray  # (B, m) alpha, 0 where no point
+    cosine: np.ndarray  # (B, m)
+    routed: np.ndarray  # (B, k) group positions, best first
+    y: dict[str, np.ndarray]  # task -> (B, C_task) read-out distribution (0 rows where has is False)
+    has: dict[str, np.ndarray]  # task -> (B,) a labelled point was attended
+    max_sim: dict[str, np.ndarray]  # task -> (B,) best cosine of a labelled attended point (0 if none)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
+class Fusion:
+    def __init__(
+        self,
+        params: FusionParams,
+        head_topics: Sequence[str],
+        sentiments: Sequence[str],
+        top_m: int,
+        top_groups: int,
+    ) -> None:
+        if top_m < 1 or top_groups < 1:
+            raise FusionError(f"kb_top_m and kb_top_groups must be >= 1 (got {top_m}, {top_groups})")
+        self.params = params
+        self.head_topics = tuple(head_topics)
+        self.sentiments = tuple(sentiments)
+        self.top_m = top_m
+        self.top_groups = top_groups
+        self._gate_w = {task: params.gates[task].vector() for task in TASKS}
+        self._gate_b = {task: float(params.gates[task].bias) for task in TASKS}
+        kinds = np.zeros(len(ENTRY_KINDS), dtype=np.float32)
+        for i, kind in enumerate(ENTRY_KINDS):
+            kinds[i] = params.kind_bias.get(kind, 0.0)
+        self._kind_bias = kinds
+        self._bias_for: tuple[KnowledgeIndex, tuple[np.ndarray, ...]] | None = None  # last index seen
+
+    # --- public -------------------------------------------------------------------------------
+    def fuse(
+        self,
+        embedding: np.ndarray,
+        sentiment_logits: np.ndarray,
+        topic_logits: np.ndarray,
+        index: KnowledgeIndex | None,
+    ) -> list[FusionResult]:
+        probs, gates, readout, index = self.fuse_arrays(embedding, sentiment_logits, topic_logits, index)
+        return self._results(probs, gates, readout, index)
+
+    def fuse_arrays(
+        self,
+        embedding: np.ndarray,
+        sentiment_logits: np.ndarray,
+        topic_logits: np.ndarray,
+        index: KnowledgeIndex | None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Readout | None, KnowledgeIndex | None]:
+        """Fused probabilities per task ((B, C) arrays, topic over ``index.topics``), gates, read-out."""
+        head = {
+            "sentiment": softmax(np.asarray(sentiment_logits, dtype=np.float32)),
+            "topic": softmax(np.asarray(topic_logits, dtype=np.float32)),
+        }
+        if head["topic"].shape[1] != len(self.head_topics):
+            raise FusionError(
+                f"topic_logits has {head['topic'].shape[1]} columns, "
+                f"the head has {len(self.head_topics)} topics"
+            )
+        batch = head["sentiment"].shape[0]
+        if index is None or index.size == 0 or batch == 0:
+            return head, {t: np.zeros(batch, dtype=np.float32) for t in TASKS}, None, None
+        if index.topics[: index.n_head_topics] != self.head_topics:
+            raise FusionError("KB index was built for other head topics; rebuild it with the model's labels")
+        readout = self.read(embedding, index)
+        extra = len(index.topics) - index.n_head_topics
+        if extra:
+            head["topic"] = np.pad(head["topic"], ((0, 0), (0, extra)))
+        probs, gates = self.mix(head, readout, index.n_head_topics)
+        return probs, gates, readout, index
+
+    def read(self, embedding: np.ndarray, index: KnowledgeIndex) -> Readout:
+        """Routing, top-m attention and per-task read-out for a batch (no gate)."""
+        h = np.ascontiguousarray(embedding, dtype=np.float32)
+        if h.ndim != 2 or h.shape[1] != index.dim:
+            raise FusionError(f"embedding shape {h.shape} does not match the KB index dimension {index.dim}")
+        batch, m = h.shape[0], self.top_m
+        n_groups = len(index.groups)
+        k = min(self.top_groups, n_groups)
+
+        # Router: best centroid per group, top-k groups per message.
+        cent_sims = h @ index.router_centroids.T
+        group_scores = np.maximum.reduceat(cent_sims, index.router_starts, axis=1)
+        if k < n_groups:
+            routed = np.argpartition(-group_scores, k - 1, axis=1)[:, :k]
+        else:
+            routed = np.broadcast_to(np.arange(n_groups), (batch, n_groups)).copy()
+        order = np.argsort(-np.take_along_axis(group_scores, routed, axis=1), axis=1, kind="stable")
+        routed = np.take_along_axis(routed, order, axis=1)
+
+        # Top-m per routed group: one matmul + argpartition per group over the messages routed to it.
+        inv_t = np.float32(1.0 / self.params.temperature)
+        cand_logit = np.full((batch, k * m), -np.inf, dtype=np.float32)
+        cand_cos = np.zeros((batch, k * m), dtype=np.float32)
+        cand_point = np.full((batch, k * m), -1, dtype=np.int64)
+        biases = self._point_bias(index)
+        for g in range(n_groups):
+            rows, slots = np.nonzero(routed == g)
+            if rows.size == 0:
+                continue
+            sims = h[rows] @ index.group_vectors[g].T
+            logits = sims * inv_t + biases[g]
+            n_g = sims.shape[1]
+            if n_g > m:
+                top = np.argpartition(-logits, m - 1, axis=1)[:, :m]
+            else:
+                top = np.broadcast_to(np.arange(n_g), (rows.size, n_g))
+            cols = slots[:, None] * m + np.arange(top.shape[1])
+            cand_logit[rows[:, None], cols] = np.take_along_axis(logits, top, axis=1)
+            cand_cos[rows[:, None], cols] = np.take_along_axis(sims, top, axis=1)
+            cand_point[rows[:, None], cols] = index.group_points[g][top]
+
+        # Overall top-m of the routed candidates, highest logit first.
+        if k * m > m:
+            best = np.argpartition(-cand_logit, m - 1, axis=1)[:, :m]
+        else:
+            best = np.broadcast_to(np.arange(k * m), (batch, k * m))
+        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(cand_logit, best, axis=1), axis=1), 1)
+        logit = np.take_along_axis(cand_logit, best, axis=1)
+        cosine = np.take_along_axis(cand_cos, best, axis=1)
+        points = np.take_along_axis(cand_point, best, axis=1)
+        valid = points >= 0
+        alpha = np.where(valid, np.exp(logit - logit[:, :1]), 0.0).astype(np.float32)
+        alpha /= alpha.sum(axis=1, keepdims=True)
+
+        y: dict[str, np.ndarray] = {}
+        has: dict[str, np.ndarray] = {}
+        max_sim: dict[str, np.ndarray] = {}
+        safe = np.where(valid, points, 0)
+        for task, labels, n_labels in (
+            ("sentiment", index.point_sentiment, len(index.sentiments)),
+            ("topic", index.point_topic, len(index.topics)),
+        ):
+            lab = np.where(valid, labels[safe], -1)
+            labelled = lab >= 0
+            w = np.where(labelled, alpha, 0.0)
+            mass = w.sum(axis=1)
+            onehot = lab[:, :, None] == np.arange(n_labels)[None, None, :]
+            dist = (onehot * w[:, :, None]).sum(axis=1)
+            has[task] = mass > 0
+            y[task] = (dist / np.where(mass > 0, mass, 1.0)[:, None]).astype(np.float32)
+            max_sim[task] = np.where(labelled, cosine, -np.inf).max(axis=1)
+            max_sim[task] = np.where(has[task], max_sim[task], 0.0).astype(np.float32)
+        return Readout(points, alpha, cosine, routed, y, has, max_sim)
+
+    def gate_features(self, task: str, head: np.ndarray, readout: Readout, n_head_topics: int) -> np.ndarray:
+        """(B, len(GATE_FEATURES)) features of the gate for one task."""
+        y = readout.y[task]
+        kb_only = y[:, n_head_topics:].sum(axis=1) if task == "topic" else np.zeros(len(y), np.float32)
+        return np.stack(
+            [
+                readout.max_sim[task],
+                y.max(axis=1),
+                head.max(axis=1),
+                (head * y).sum(axis=1),
+                kb_only,
+            ],
+            axis=1,
+        ).astype(np.float32)
+
+    def mix(
+        self, head: dict[str, np.ndarray], readout: Readout, n_head_topics: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """p = (1 - g) head + g y per task; head topic rows already padded to the extended label set."""
+        probs: dict[str, np.ndarray] = {}
+        gates: dict[str, np.ndarray] = {}
+        for task in TASKS:
+            feats = self.gate_features(task, head[task], readout, n_head_topics)
+            g = _sigmoid(feats @ self._gate_w[task] + self._gate_b[task])
+            g = np.where(readout.has[task], g, 0.0).astype(np.float32)
+            gates[task] = g
+            probs[task] = (1.0 - g)[:, None] * head[task] + g[:, None] * readout.y[task]
+        return probs, gates
+
+    # --- internals ----------------------------------------------------------------------------
+    def _point_bias(self, index: KnowledgeIndex) -> tuple[np.ndarray, ...]:
+        """Per group: log w_i + kind_bias[kind_i], computed once per index (not per batch)."""
+        if self._bias_for is not None and self._bias_for[0] is index:
+            return self._bias_for[1]
+        full = index.point_log_weight + self._kind_bias[index.point_kind]
+        biases = tuple(np.ascontiguousarray(full[pts], dtype=np.float32) for pts in index.group_points)
+        self._bias_for = (index, biases)
+        return biases
+
+    def _results(
+        self,
+        probs: dict[str, np.ndarray],
+        gates: dict[str, np.ndarray],
+        readout: Readout | None,
+        index: KnowledgeIndex | None,
+    ) -> list[FusionResult]:
+        topics = index.topics if index is not None else self.head_topics
+        n_head = len(self.head_topics)
+        p_topic = probs["topic"]
+        top_n = min(3, p_topic.shape[1])
+        top = np.argsort(-p_topic, axis=1, kind="stable")[:, :top_n]
+        top_p = np.take_along_axis(p_topic, top, axis=1)
+        sent = probs["sentiment"]
+        results: list[FusionResult] = []
+        for b in range(sent.shape[0]):
+            evidence: list[dict[str, Any]] = []
+            routed: list[str] = []
+            if readout is not None and index is not None:
+                pts, att = readout.points[b], readout.attention[b]
+                evidence = [
+                    index.evidence_item(int(p), float(a)) for p, a in zip(pts, att, strict=True) if p >= 0
+                ]
+                routed = [index.groups[int(g)] for g in readout.routed[b]]
+            g_s, g_t = float(gates["sentiment"][b]), float(gates["topic"][b])
+            results.append(
+                FusionResult(
+                    sentiment={s: float(sent[b, i]) for i, s in enumerate(self.sentiments)},
+                    topics=[(topics[int(i)], float(p)) for i, p in zip(top[b], top_p[b], strict=True)],
+                    topic_kb_only=bool(top[b, 0] >= n_head),
+                    evidence=evidence,
+                    gate=max(g_s, g_t),
+                    routed_groups=routed,
+                    gates={"sentiment": g_s, "topic": g_t},
+                )
+            )
+        return results
