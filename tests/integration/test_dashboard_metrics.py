@@ -121,7 +121,6 @@ def running_worker(
             process.wait(timeout=30)
 
 
-@pytest.mark.skip(reason="`finsignal run` is not written yet (issue 2); this test scrapes it once it lands")
 def test_running_worker_exports_every_metric_the_dashboard_and_rules_query(
     running_worker: tuple[subprocess.Popen[bytes], str],
 ) -> None:
