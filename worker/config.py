@@ -8,6 +8,7 @@ Precedence: CLI flag > environment > secret file (``*_file`` fields) > default.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FINSIGNAL_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "finsignal-encoder"
+
+
+def _default_model_dir() -> Path:
+    """The checkout's models/ first; an installed wheel carries the model under <prefix>/share."""
+    checkout = REPO_ROOT / "models" / "finsignal-encoder"
+    installed = Path(sys.prefix) / "share" / "finsignal" / "models" / "finsignal-encoder"
+    return installed if not checkout.is_dir() and installed.is_dir() else checkout
+
+
+DEFAULT_MODEL_DIR = _default_model_dir()
 
 
 class ConfigError(ValueError):
