@@ -25,7 +25,9 @@ def merge_entities(
         if symbol:
             out.setdefault(symbol, {"ticker": symbol, "name": name_of(symbol), "match": ticker})
     for match in tagged:
-        out.setdefault(match["ticker"], dict(match))
+        out.setdefault(
+            match["ticker"], {"ticker": match["ticker"], "name": match["name"], "match": match["match"]}
+        )
     return list(out.values())
 
 
