@@ -39,7 +39,10 @@ FUSION_FILE = "fusion.json"
 FUSION_FORMAT = "finsignal-fusion/1"
 TASKS: tuple[str, ...] = ("sentiment", "topic")
 GATE_FEATURES: tuple[str, ...] = ("max_sim", "kb_conf", "head_conf", "agree", "kb_only")
-DEFAULT_MAX_CENTROIDS = 64  # router centroids per group: bounds routing cost per message
+DEFAULT_MAX_CENTROIDS = 64  # router centroids per (small) group: bounds routing cost per message
+DEFAULT_IVF_MIN_POINTS = 4096  # groups at least this large are searched through inverted lists
+DEFAULT_LIST_SIZE = 256  # target points per inverted list
+DEFAULT_NPROBE = 3  # inverted lists scored per routed (large) group
 
 
 class FusionError(ValueError):
@@ -153,10 +156,17 @@ class KnowledgeIndex:
     dim: int
 
     def __init__(self) -> None:  # use build()
-        self.group_vectors: tuple[np.ndarray, ...] = ()
-        self.group_points: tuple[np.ndarray, ...] = ()  # per group: positions in entries
+        self.group_vectors: tuple[np.ndarray, ...] = ()  # per group: (n_g, d), rows sorted by list
+        self.group_points: tuple[np.ndarray, ...] = ()  # per group: row -> position in entries
         self.router_centroids = np.zeros((0, 0), dtype=np.float32)
         self.router_starts = np.zeros(0, dtype=np.int64)  # first centroid row of each group
+        # Inverted lists: a small group is one list (scored exactly); a large one is split into k-means
+        # lists (its router centroids) and only the best ``nprobe`` lists of a routed group are scored.
+        self.list_group = np.zeros(0, dtype=np.int64)
+        self.list_bounds = np.zeros((0, 2), dtype=np.int64)  # [start, end) rows in the group matrix
+        self.list_centroid = np.zeros(0, dtype=np.int64)  # router centroid column; -1: use group score
+        self.list_vectors: tuple[np.ndarray, ...] = ()  # views into the group matrices
+        self.list_points: tuple[np.ndarray, ...] = ()  # list row -> position in entries
         self.point_log_weight = np.zeros(0, dtype=np.float32)
         self.point_kind = np.zeros(0, dtype=np.int64)
         self.point_topic = np.zeros(0, dtype=np.int64)  # -1: no topic
@@ -170,8 +180,14 @@ class KnowledgeIndex:
         head_topics: Sequence[str],
         sentiments: Sequence[str],
         max_centroids: int = DEFAULT_MAX_CENTROIDS,
+        ivf_min_points: int = DEFAULT_IVF_MIN_POINTS,
+        list_size: int = DEFAULT_LIST_SIZE,
     ) -> KnowledgeIndex:
-        """``embeddings``: (len(snapshot), d) float32, L2-normalised, row i = snapshot.entries[i]."""
+        """``embeddings``: (len(snapshot), d) float32, L2-normalised, row i = snapshot.entries[i].
+
+        Groups with fewer than ``ivf_min_points`` points are scored exactly; larger ones are split into
+        inverted lists of about ``list_size`` points (so the per-message cost stops growing with the KB).
+        """
         entries = tuple(snapshot.entries)
         vectors = np.asarray(embeddings, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(entries):
@@ -209,20 +225,49 @@ class KnowledgeIndex:
         self.groups = tuple(sorted({e.group for e in entries}))
         group_of = np.array([self.groups.index(e.group) for e in entries] if entries else [], dtype=np.int64)
         group_vectors, group_points, centroids, starts = [], [], [], []
+        list_group, list_bounds, list_centroid = [], [], []
         n_centroids = 0
         for g in range(len(self.groups)):
             points = np.flatnonzero(group_of == g)
-            matrix = np.ascontiguousarray(vectors[points])
+            matrix = vectors[points]
+            if len(points) >= ivf_min_points:
+                n_lists = -(-len(points) // list_size)
+                cent, assign = _spherical_kmeans(matrix, n_lists)
+                order = np.argsort(assign, kind="stable")
+                points, matrix = points[order], matrix[order]
+                counts = np.bincount(assign, minlength=len(cent))
+                ends = np.cumsum(counts)
+                for c in np.flatnonzero(counts):
+                    list_group.append(g)
+                    list_bounds.append((ends[c] - counts[c], ends[c]))
+                    list_centroid.append(n_centroids + c)
+            else:
+                cent = (
+                    matrix.copy()
+                    if len(points) <= max_centroids
+                    else _spherical_kmeans(matrix, max_centroids)[0]
+                )
+                list_group.append(g)
+                list_bounds.append((0, len(points)))
+                list_centroid.append(-1)
             group_points.append(points)
-            group_vectors.append(matrix)
-            cent = _router_centroids(matrix, max_centroids)
+            group_vectors.append(np.ascontiguousarray(matrix))
             starts.append(n_centroids)
             n_centroids += len(cent)
             centroids.append(cent)
         self.group_vectors = tuple(group_vectors)
         self.group_points = tuple(group_points)
         if centroids:
-            self.router_centroids = np.ascontiguousarray(np.concatenate(centroids))
+            self.router_centroids = np.ascontiguousarray(np.concatenate(centroids), dtype=np.float32)
+        self.list_group = np.array(list_group, dtype=np.int64)
+        self.list_bounds = np.array(list_bounds, dtype=np.int64).reshape(-1, 2)
+        self.list_centroid = np.array(list_centroid, dtype=np.int64)
+        self.list_vectors = tuple(
+            group_vectors[g][lo:hi] for g, (lo, hi) in zip(list_group, list_bounds, strict=True)
+        )
+        self.list_points = tuple(
+            group_points[g][lo:hi] for g, (lo, hi) in zip(list_group, list_bounds, strict=True)
+        )
         self.router_starts = np.array(starts, dtype=np.int64)
         return self
 
@@ -246,21 +291,17 @@ class KnowledgeIndex:
         }
 
 
-def _router_centroids(matrix: np.ndarray, max_centroids: int, iterations: int = 8) -> np.ndarray:
-    """The points themselves for small groups, else spherical k-means centroids (deterministic init)."""
-    n = len(matrix)
-    if n <= max_centroids:
-        return matrix.copy()
-    init = np.linspace(0, n - 1, max_centroids).astype(np.int64)
+def _spherical_kmeans(matrix: np.ndarray, k: int, iterations: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Unit centroids and assignments; deterministic init (evenly spaced rows), empty clusters kept."""
+    init = np.linspace(0, len(matrix) - 1, k).astype(np.int64)
     cent = matrix[init].copy()
     for _ in range(iterations):
         assign = np.argmax(matrix @ cent.T, axis=1)
-        sums = np.zeros_like(cent)
-        np.add.at(sums, assign, matrix)
-        counts = np.bincount(assign, minlength=len(cent))
-        keep = counts > 0
+        sums = (assign[None, :] == np.arange(k)[:, None]).astype(np.float32) @ matrix
+        keep = np.bincount(assign, minlength=k) > 0
         cent[keep] = sums[keep] / np.maximum(np.linalg.norm(sums[keep], axis=1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(cent, dtype=np.float32)
+    assign = np.argmax(matrix @ cent.T, axis=1)
+    return np.ascontiguousarray(cent, dtype=np.float32), assign
 
 
 @dataclass(slots=True)
@@ -307,14 +348,16 @@ class Fusion:
         sentiments: Sequence[str],
         top_m: int,
         top_groups: int,
+        nprobe: int = DEFAULT_NPROBE,
     ) -> None:
-        if top_m < 1 or top_groups < 1:
+        if top_m < 1 or top_groups < 1 or nprobe < 1:
             raise FusionError(f"kb_top_m and kb_top_groups must be >= 1 (got {top_m}, {top_groups})")
         self.params = params
         self.head_topics = tuple(head_topics)
         self.sentiments = tuple(sentiments)
         self.top_m = top_m
         self.top_groups = top_groups
+        self.nprobe = nprobe
         self._gate_w = {task: params.gates[task].vector() for task in TASKS}
         self._gate_b = {task: float(params.gates[task].bias) for task in TASKS}
         kinds = np.zeros(len(ENTRY_KINDS), dtype=np.float32)
@@ -382,45 +425,70 @@ class Fusion:
         order = np.argsort(-np.take_along_axis(group_scores, routed, axis=1), axis=1, kind="stable")
         routed = np.take_along_axis(routed, order, axis=1)
 
-        # Top-m per routed group: one matmul + argpartition per group over the messages routed to it.
-        inv_t = np.float32(1.0 / self.params.temperature)
-        cand_logit = np.full((batch, k * m), -np.inf, dtype=np.float32)
-        cand_cos = np.zeros((batch, k * m), dtype=np.float32)
-        cand_point = np.full((batch, k * m), -1, dtype=np.int64)
-        biases = self._point_bias(index)
-        for g in range(n_groups):
-            rows, slots = np.nonzero(routed == g)
-            if rows.size == 0:
-                continue
-            sims = h[rows] @ index.group_vectors[g].T
-            logits = sims * inv_t + biases[g]
-            n_g = sims.shape[1]
-            if n_g > m:
-                top = np.argpartition(-logits, m - 1, axis=1)[:, :m]
+        # Inverted lists to score: per routed group its best ``nprobe`` lists (a small group is one list).
+        list_scores = np.where(
+            index.list_centroid >= 0,
+            cent_sims[:, np.maximum(index.list_centroid, 0)],
+            group_scores[:, index.list_group],
+        )
+        probe = min(self.nprobe, len(index.list_group))
+        pair_rows, pair_slots, pair_lists = [], [], []
+        for j in range(k):
+            scores = np.where(index.list_group[None, :] == routed[:, j : j + 1], list_scores, -np.inf)
+            if probe < scores.shape[1]:
+                lists = np.argpartition(-scores, probe - 1, axis=1)[:, :probe]
             else:
-                top = np.broadcast_to(np.arange(n_g), (rows.size, n_g))
-            cols = slots[:, None] * m + np.arange(top.shape[1])
-            cand_logit[rows[:, None], cols] = np.take_along_axis(logits, top, axis=1)
-            cand_cos[rows[:, None], cols] = np.take_along_axis(sims, top, axis=1)
-            cand_point[rows[:, None], cols] = index.group_points[g][top]
+                lists = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+            rows, q = np.nonzero(np.isfinite(np.take_along_axis(scores, lists, axis=1)))
+            pair_rows.append(rows)
+            pair_slots.append(j * probe + q)
+            pair_lists.append(lists[rows, q])
+        rows_all, slots_all, lists_all = (np.concatenate(a) for a in (pair_rows, pair_slots, pair_lists))
+
+        # Top-m per list: one matmul + argpartition per list over the messages that probe it.
+        inv_t = np.float32(1.0 / self.params.temperature)
+        n_slots = k * probe
+        cand_logit = np.full((batch, n_slots, m), -np.inf, dtype=np.float32)
+        cand_point = np.full((batch, n_slots, m), -1, dtype=np.int64)
+        biases = self._point_bias(index)[1:]
+        order = np.argsort(lists_all, kind="stable")
+        rows_all, slots_all, lists_all = rows_all[order], slots_all[order], lists_all[order]
+        firsts = np.flatnonzero(np.r_[True, lists_all[1:] != lists_all[:-1]])
+        for first, last in zip(firsts.tolist(), [*firsts[1:].tolist(), len(lists_all)], strict=True):
+            lst = int(lists_all[first])
+            rows, slots = rows_all[first:last], slots_all[first:last]
+            logits = h[rows] @ index.list_vectors[lst].T
+            logits *= inv_t
+            logits += biases[lst]
+            points = index.list_points[lst]
+            if len(points) > m:
+                top = np.argpartition(-logits, m - 1, axis=1)[:, :m]
+                logits = logits[np.arange(len(rows))[:, None], top]
+                points = points[top]
+            width = logits.shape[1]
+            cand_logit[rows, slots, :width] = logits
+            cand_point[rows, slots, :width] = points
+        cand_logit = cand_logit.reshape(batch, -1)
+        cand_point = cand_point.reshape(batch, -1)
 
         # Overall top-m of the routed candidates, highest logit first.
-        if k * m > m:
+        if n_slots > 1:
             best = np.argpartition(-cand_logit, m - 1, axis=1)[:, :m]
         else:
-            best = np.broadcast_to(np.arange(k * m), (batch, k * m))
+            best = np.broadcast_to(np.arange(m), (batch, m))
         best = np.take_along_axis(best, np.argsort(-np.take_along_axis(cand_logit, best, axis=1), axis=1), 1)
         logit = np.take_along_axis(cand_logit, best, axis=1)
-        cosine = np.take_along_axis(cand_cos, best, axis=1)
         points = np.take_along_axis(cand_point, best, axis=1)
         valid = points >= 0
+        safe = np.where(valid, points, 0)
+        # cosine recovered from the logit: cos = (logit - bias) * T (no per-list cosine bookkeeping)
+        cosine = np.where(valid, (logit - self._full_bias(index)[safe]) * self.params.temperature, 0.0)
         alpha = np.where(valid, np.exp(logit - logit[:, :1]), 0.0).astype(np.float32)
         alpha /= alpha.sum(axis=1, keepdims=True)
 
         y: dict[str, np.ndarray] = {}
         has: dict[str, np.ndarray] = {}
         max_sim: dict[str, np.ndarray] = {}
-        safe = np.where(valid, points, 0)
         for task, labels, n_labels in (
             ("sentiment", index.point_sentiment, len(index.sentiments)),
             ("topic", index.point_topic, len(index.topics)),
@@ -467,12 +535,16 @@ class Fusion:
         return probs, gates
 
     # --- internals ----------------------------------------------------------------------------
+    def _full_bias(self, index: KnowledgeIndex) -> np.ndarray:
+        """Per point (entries order): log w_i + kind_bias[kind_i]."""
+        return self._point_bias(index)[0]
+
     def _point_bias(self, index: KnowledgeIndex) -> tuple[np.ndarray, ...]:
-        """Per group: log w_i + kind_bias[kind_i], computed once per index (not per batch)."""
+        """(per-point bias, then one slice per inverted list), computed once per index, not per batch."""
         if self._bias_for is not None and self._bias_for[0] is index:
             return self._bias_for[1]
-        full = index.point_log_weight + self._kind_bias[index.point_kind]
-        biases = tuple(np.ascontiguousarray(full[pts], dtype=np.float32) for pts in index.group_points)
+        full = (index.point_log_weight + self._kind_bias[index.point_kind]).astype(np.float32)
+        biases = (full, *(np.ascontiguousarray(full[pts]) for pts in index.list_points))
         self._bias_for = (index, biases)
         return biases
 

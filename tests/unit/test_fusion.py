@@ -228,3 +228,23 @@ def test_build_refuses_mismatched_embeddings() -> None:
     index = make_index([entry(0, "fx", "Macro")], rand_unit(rng, 1))
     with pytest.raises(FusionError, match="dimension"):
         fusion().fuse(np.ones((1, DIM + 1), np.float32), *head_logits(1), index)
+
+
+def test_inverted_lists_find_the_near_duplicate_in_a_large_group() -> None:
+    rng = np.random.default_rng(8)
+    centres = rand_unit(rng, 20)
+    cluster = rng.integers(0, 20, 2000)
+    vectors = unit(centres[cluster] + 0.5 * rng.standard_normal((2000, DIM)) / np.sqrt(DIM))
+    entries = [entry(i, "equities", HEAD_TOPICS[i % 3], SENTIMENTS[i % 3]) for i in range(2000)]
+    index = make_index(entries, vectors, ivf_min_points=500, list_size=100)
+    assert len(index.list_group) >= 20  # the group was split into inverted lists
+    targets = rng.choice(2000, 32, replace=False)
+    h = np.stack([near(vectors[t], 0.98, rng) for t in targets])
+    s, t = head_logits(32)
+    probed = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=4, top_groups=1, nprobe=2)
+    exact = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=4, top_groups=1, nprobe=10**6)
+    for target, r_probed, r_exact in zip(
+        targets, probed.fuse(h, s, t, index), exact.fuse(h, s, t, index), strict=True
+    ):
+        assert r_exact.evidence[0]["id"] == f"p{target}"
+        assert r_probed.evidence[0]["id"] == f"p{target}"
