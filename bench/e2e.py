@@ -1,0 +1,389 @@
+"""Row 5: finsignal end to end through a real broker (embedded Tansu + Redis, default KB published).
+
+A replay loop produces news events into the input topic (each record's CreateTime is set at send), the
+classify stage runs, and a collector consumes the signals topic. Throughput is messages / (last signal
+consumed - first produce). Per-message latency is the signal record's timestamp (set by the worker's
+producer when it sends the signal) minus the input record's timestamp; the time the collector saw the
+signal is kept too. ``run_stage`` times one run: at full speed, or paced at a fixed rate.
+
+The in-process row runs ``worker.app.Worker`` in a thread (as the brief asks); the scaling run starts
+1 and then 2 worker processes (``spawn``), each with one inference thread, on a 2-partition topic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from bench.common import Row, percentiles
+from worker.config import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    redis_url: str
+
+
+@contextlib.contextmanager
+def stack() -> Iterator[Stack]:
+    """Embedded Tansu + Redis with the default KB published (one namespace per run)."""
+    from worker.embedded import start_redis, start_tansu
+
+    with start_tansu() as broker, start_redis() as redis_server:
+        yield Stack(broker.bootstrap, redis_server.url)
+
+
+@contextlib.contextmanager
+def _services(given: Stack | None) -> Iterator[Stack]:
+    if given is not None:
+        yield given
+        return
+    with stack() as st:
+        yield st
+
+
+def run_settings(base: Settings, st: Stack, partitions: int, **overrides: Any) -> Settings:
+    """Fresh topics, group and KB namespace on ``st``; topics created and the default KB published."""
+    from kb_sync.loader import load_default_kb
+    from kb_sync.store import KBStore, redis_client
+    from worker.embedded import create_topics
+
+    tag = uuid.uuid4().hex[:8]
+    fields = base.model_dump()
+    fields.update(
+        kafka_bootstrap=st.bootstrap,
+        redis_url=st.redis_url,
+        input_topic=f"bench.raw.{tag}",
+        signals_topic=f"bench.signals.{tag}",
+        dlq_topic=f"bench.dlq.{tag}",
+        alerts_topic=f"bench.alerts.{tag}",
+        group_id=f"bench-classify-{tag}",
+        kb_namespace=f"bench:kb:{tag}",
+        role="classify",
+        metrics_port=0,
+        auto_offset_reset="earliest",
+    )
+    fields.update(overrides)
+    settings = load_settings(**{k: v for k, v in fields.items() if v is not None})
+    create_topics(st.bootstrap, [settings.input_topic], partitions=partitions)
+    create_topics(st.bootstrap, [settings.signals_topic, settings.dlq_topic], partitions=partitions)
+    client = redis_client(settings)
+    try:
+        KBStore(client, settings.kb_namespace).publish(
+            load_default_kb(), author="bench", message="default KB"
+        )
+    finally:
+        client.close()
+    return settings
+
+
+class Collector(threading.Thread):
+    """Reads the signals topic from the start: id -> (signal record timestamp ms, seen at epoch s)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="bench-collector", daemon=True)
+        from kafka import KafkaConsumer
+
+        self.consumer = KafkaConsumer(
+            settings.signals_topic,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+            **settings.kafka_client_kwargs(),
+        )
+        self.seen: dict[str, tuple[int, float]] = {}
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            polled = self.consumer.poll(timeout_ms=50, max_records=5000)
+            if not polled:
+                continue
+            now = time.time()
+            with self.changed:
+                for records in polled.values():
+                    for record in records:
+                        self.seen.setdefault(_signal_id(record.value), (record.timestamp, now))
+                self.changed.notify_all()
+        self.consumer.close()
+
+    def wait_for(self, ids: list[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self.changed:
+            while not all(i in self.seen for i in ids):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(min(left, 0.5))
+        return True
+
+
+def _signal_id(value: bytes) -> str:
+    return str(orjson.loads(value).get("id", ""))
+
+
+class Replayer:
+    """Produces news events; remembers each id's CreateTime (ms)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaProducer
+
+        self.topic = settings.input_topic
+        self.producer = KafkaProducer(
+            acks=1,
+            linger_ms=5,
+            batch_size=256 * 1024,
+            max_in_flight_requests_per_connection=5,
+            **settings.kafka_client_kwargs(),
+        )
+        self.sent_ms: dict[str, int] = {}
+
+    def send(self, event_id: str, text: str) -> None:
+        now = time.time()
+        payload = {
+            "id": event_id,
+            "text": text,
+            "source": "bench",
+            "published_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+        }
+        ms = int(now * 1000)
+        self.sent_ms[event_id] = ms
+        self.producer.send(self.topic, key=event_id.encode(), value=orjson.dumps(payload), timestamp_ms=ms)
+
+    def close(self) -> None:
+        self.producer.flush()
+        self.producer.close()
+
+
+@dataclass
+class StageRun:
+    messages: int
+    seconds: float  # first produce -> last signal seen
+    latency_ms: list[float] = field(default_factory=list)  # signal CreateTime - input CreateTime
+    seen_latency_ms: list[float] = field(default_factory=list)  # collector saw it - input CreateTime
+    complete: bool = True
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_stage(
+    replayer: Replayer,
+    collector: Collector,
+    texts: list[str],
+    n: int,
+    label: str,
+    rate_per_s: float | None = None,
+    timeout_s: float = 300.0,
+) -> StageRun:
+    """Send ``n`` events (as fast as possible, or paced at ``rate_per_s``) and wait for every signal."""
+    ids = [f"{label}-{i:06d}" for i in range(n)]
+    start = time.time()
+    if rate_per_s is None:
+        for i, event_id in enumerate(ids):
+            replayer.send(event_id, texts[i % len(texts)])
+    else:
+        tick = 0.005  # send in small groups every 5 ms: smooth enough, cheap in Python
+        for i, event_id in enumerate(ids):
+            due = start + i / rate_per_s
+            delay = due - time.time()
+            if delay > tick:
+                time.sleep(delay)
+            replayer.send(event_id, texts[i % len(texts)])
+    replayer.producer.flush()
+    complete = collector.wait_for(ids, timeout_s)
+    seen = collector.seen
+    done = [i for i in ids if i in seen]
+    last = max((seen[i][1] for i in done), default=time.time())
+    first = min(replayer.sent_ms[i] for i in ids) / 1000
+    return StageRun(
+        messages=len(done),
+        seconds=last - first,
+        latency_ms=[float(seen[i][0] - replayer.sent_ms[i]) for i in done],
+        seen_latency_ms=[(seen[i][1] * 1000 - replayer.sent_ms[i]) for i in done],
+        complete=complete,
+    )
+
+
+def warm(replayer: Replayer, collector: Collector, texts: list[str], n: int, label: str) -> None:
+    run = run_stage(replayer, collector, texts, n, label, timeout_s=READY_TIMEOUT_S)
+    if not run.complete:
+        raise RuntimeError(
+            f"warm-up: only {run.messages} of {n} signals came back within {READY_TIMEOUT_S} s"
+        )
+
+
+def e2e_rows(
+    base: Settings,
+    texts: list[str],
+    n: int,
+    paced_n: int,
+    batch_seconds: float,
+    mean_tokens: float,
+    services: Stack | None = None,
+) -> tuple[list[Row], dict[str, Any]]:
+    """Row 5 at full speed, then row 5p paced at 50% of the measured max (in-process worker thread).
+
+    ``services``: a running broker + Redis to use (tests); else embedded ones are started for the run.
+    """
+    from worker.app import Worker
+
+    with _services(services) as st:
+        settings = run_settings(base, st, partitions=1)
+        worker = Worker(settings)
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), name="bench-worker", daemon=True)
+        thread.start()
+        collector = Collector(settings)
+        collector.start()
+        replayer = Replayer(settings)
+        try:
+            if not worker.ready.wait(READY_TIMEOUT_S):
+                raise RuntimeError(f"worker not ready within {READY_TIMEOUT_S} s (model, KB or consumer)")
+            warm(replayer, collector, texts, 4 * settings.max_batch_size, "warm")
+            full = run_stage(replayer, collector, texts, n, "full")
+            rate = 0.5 * full.msgs_per_s
+            paced = run_stage(replayer, collector, texts, paced_n, "paced", rate_per_s=rate)
+        finally:
+            replayer.close()
+            collector.stop.set()
+            stop.set()
+            thread.join(timeout=settings.shutdown_timeout_s + 5)
+            collector.join(timeout=5)
+    lat_full, lat_paced = percentiles(full.latency_ms), percentiles(paced.latency_ms)
+    threads = settings.intra_op_threads or "all"
+    rows = [
+        Row(
+            "5",
+            "finsignal end to end (Tansu, 1 worker)",
+            full.messages,
+            full.seconds,
+            settings.max_batch_size,
+            mean_tokens,
+            f"first produce -> last signal; in-process worker, ORT threads {threads}; p50/p99 latency "
+            f"{lat_full.get('p50')}/{lat_full.get('p99')} ms (backlog included)",
+            {"latency_ms": lat_full, "complete": full.complete},
+        ),
+        Row(
+            "5p",
+            f"  same, paced at 50% of max ({rate:.0f} msg/s)",
+            paced.messages,
+            paced.seconds,
+            settings.max_batch_size,
+            mean_tokens,
+            f"p50/p99 latency {lat_paced.get('p50')}/{lat_paced.get('p99')} ms; one full batch "
+            f"{batch_seconds * 1000:.0f} ms (row 4)",
+            {
+                "latency_ms": lat_paced,
+                "seen_latency_ms": percentiles(paced.seen_latency_ms),
+                "rate_per_s": rate,
+                "complete": paced.complete,
+            },
+        ),
+    ]
+    facts = {
+        "latency_full_ms": full.latency_ms,
+        "latency_paced_ms": paced.latency_ms,
+        "paced_rate_per_s": rate,
+        "p99_over_batch": (lat_paced.get("p99", 0.0) / 1000) / batch_seconds if batch_seconds else None,
+    }
+    return rows, facts
+
+
+# --- scaling: 1 vs 2 worker processes, one inference thread each -----------------------------------
+
+
+def _process_main(fields: dict[str, Any], ready: Any, stop: Any) -> None:
+    logging.basicConfig(level="WARNING")
+    from worker.app import Worker
+
+    settings = load_settings(**fields)
+    worker = Worker(settings)
+    done = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(done,), daemon=True)
+    thread.start()
+    if worker.ready.wait(READY_TIMEOUT_S):
+        ready.set()
+    stop.wait()
+    done.set()
+    thread.join(timeout=settings.shutdown_timeout_s + 5)
+
+
+def scaling_rows(
+    base: Settings, texts: list[str], n: int, mean_tokens: float, services: Stack | None = None
+) -> tuple[list[Row], dict[str, Any]]:
+    ctx = multiprocessing.get_context("spawn")
+    results: dict[int, StageRun] = {}
+    with _services(services) as st:
+        for procs in (1, 2):
+            settings = run_settings(base, st, partitions=2, intra_op_threads=1)
+            fields = {k: v for k, v in settings.model_dump().items() if v is not None}
+            stop = ctx.Event()
+            readies = [ctx.Event() for _ in range(procs)]
+            workers = [
+                ctx.Process(target=_process_main, args=(fields, r, stop), daemon=True) for r in readies
+            ]
+            for p in workers:
+                p.start()
+            collector = Collector(settings)
+            collector.start()
+            replayer = Replayer(settings)
+            try:
+                for r in readies:
+                    if not r.wait(READY_TIMEOUT_S):
+                        raise RuntimeError(f"scaling: a worker process was not ready in {READY_TIMEOUT_S} s")
+                time.sleep(2.0)  # let the group settle after the last member joined
+                warm(replayer, collector, texts, 8 * settings.max_batch_size, f"warm{procs}")
+                results[procs] = run_stage(replayer, collector, texts, n, f"scale{procs}")
+            finally:
+                replayer.close()
+                collector.stop.set()
+                stop.set()
+                for p in workers:
+                    p.join(timeout=settings.shutdown_timeout_s + 10)
+                    if p.is_alive():
+                        p.terminate()
+                collector.join(timeout=5)
+    one, two = results[1], results[2]
+    ratio = two.msgs_per_s / one.msgs_per_s if one.msgs_per_s else 0.0
+    rows = [
+        Row(
+            "5x1",
+            "scaling: 1 worker process, 1 inference thread",
+            one.messages,
+            one.seconds,
+            base.max_batch_size,
+            mean_tokens,
+            "2-partition topic; end to end",
+            {"latency_ms": percentiles(one.latency_ms)},
+        ),
+        Row(
+            "5x2",
+            "scaling: 2 worker processes, 1 thread each",
+            two.messages,
+            two.seconds,
+            base.max_batch_size,
+            mean_tokens,
+            f"{ratio:.2f}x one process",
+            {"latency_ms": percentiles(two.latency_ms)},
+        ),
+    ]
+    return rows, {"scaling_ratio": ratio}

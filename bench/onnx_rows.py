@@ -1,0 +1,215 @@
+"""Rows 3 and 4: ONNX Runtime on CPU, no Kafka.
+
+Row 3 is the dense all-MiniLM-L6-v2 exported by ``worker.model_build.export.export_dense`` (fused,
+dynamically quantised INT8), run the ordinary way: arrival-order batches padded to their longest text.
+Row 3s is the same model with finsignal's batching (length sort + padded-token budget) to separate the
+batching lever from the pruning lever. Row 4 is finsignal's ``Classifier`` (encoder + KB fusion over
+the default KB); row 4e is its encoder alone, which row 6 compares with the machine's peak.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import DENSE_DIR, Row, batches, timed
+from worker.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_dense_artifact(out_dir: Path = DENSE_DIR, max_tokens: int = 128) -> Path:
+    """The dense INT8 export in .cache/minilm-dense (built once, ~15 s, needs the train extra)."""
+    if not (out_dir / "manifest.json").exists():
+        from worker.model_build.export import export_dense
+
+        log.info("exporting dense all-MiniLM-L6-v2 (INT8) to %s", out_dir)
+        export_dense(out_dir, max_tokens=max_tokens, fp16=False)
+    return out_dir
+
+
+class DenseRunner:
+    """Tokenize + run an embedding-only INT8 artifact; ``sort`` uses finsignal's batching instead."""
+
+    def __init__(self, model_dir: Path, num_threads: int, max_tokens: int, max_batch_tokens: int) -> None:
+        import onnxruntime as ort
+
+        from worker.model_build.artifact import verify_artifact
+        from worker.model_build.tokenizer_files import runtime_tokenizer
+
+        artifact = verify_artifact(model_dir, files=["model.int8.onnx", "tokenizer.json"])
+        self.max_tokens = min(max_tokens, artifact.max_tokens)
+        self.tokenizer = runtime_tokenizer(artifact.tokenizer_path, self.max_tokens)
+        self.max_batch_tokens = max_batch_tokens
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(artifact.onnx_path("cpu")), options, providers=["CPUExecutionProvider"]
+        )
+
+    def lengths(self, texts: list[str]) -> np.ndarray:
+        return np.array([sum(e.attention_mask) for e in self.tokenizer.encode_batch(texts)], dtype=np.int64)
+
+    def run(self, texts: list[str], batch_size: int, sort: bool = False) -> None:
+        for chunk in batches(texts, batch_size):
+            encodings = self.tokenizer.encode_batch(list(chunk))  # padded to the chunk's longest
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            if not sort:
+                self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+                continue
+            lengths = mask.sum(1)
+            order = np.argsort(lengths, kind="stable")
+            for part in token_budget_parts(lengths[order], self.max_batch_tokens):
+                index = order[part]
+                width = int(lengths[index].max())
+                self.session.run(
+                    None, {"input_ids": ids[index, :width], "attention_mask": mask[index, :width]}
+                )
+
+
+def token_budget_parts(sorted_lengths: np.ndarray, budget: int) -> list[slice]:
+    """Slices of ascending lengths whose padded size (rows x longest) stays within ``budget``."""
+    parts, start = [], 0
+    for end in range(1, len(sorted_lengths) + 1):
+        if (end - start) * int(sorted_lengths[end - 1]) > budget and end - 1 > start:
+            parts.append(slice(start, end - 1))
+            start = end - 1
+    parts.append(slice(start, len(sorted_lengths)))
+    return parts
+
+
+def dense_onnx_rows(
+    texts: list[str],
+    batch_size: int,
+    repeats: int,
+    sweep_sizes: tuple[int, ...],
+    sweep_texts: int,
+    settings: Settings,
+    num_threads: int,
+) -> tuple[list[Row], dict[int, float]]:
+    runner = DenseRunner(ensure_dense_artifact(), num_threads, settings.max_tokens, settings.max_batch_tokens)
+    mean_tokens = float(runner.lengths(texts).mean())
+    plain = timed(
+        lambda: runner.run(texts, batch_size),
+        repeats,
+        warm_up=lambda: runner.run(texts[: 2 * batch_size], batch_size),
+    )
+    ordered = timed(
+        lambda: runner.run(texts, batch_size, sort=True),
+        repeats,
+        warm_up=lambda: runner.run(texts[: 2 * batch_size], batch_size, sort=True),
+    )
+    note = f"INT8 dynamic quantisation, ORT {num_threads} threads, truncated at {runner.max_tokens}"
+    rows = [
+        Row(
+            "3",
+            "dense all-MiniLM-L6-v2, ONNX INT8, batched",
+            len(texts),
+            plain,
+            batch_size,
+            mean_tokens,
+            note + "; arrival-order batches padded to their longest",
+        ),
+        Row(
+            "3s",
+            "  same, finsignal batching (length sort + token budget)",
+            len(texts),
+            ordered,
+            batch_size,
+            mean_tokens,
+            note,
+        ),
+    ]
+    sample = texts[:sweep_texts]
+    sweep = {
+        size: len(sample) / timed(lambda s=size: runner.run(sample, s), warm_up=lambda: None)
+        for size in sweep_sizes
+    }
+    return rows, sweep
+
+
+def default_kb_snapshot() -> Any:
+    from kb_sync.loader import load_default_kb
+    from kb_sync.model import KBSnapshot
+
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return KBSnapshot(version=1, entries=load_default_kb(), published_at=now, author="bench")
+
+
+def finsignal_rows(
+    texts: list[str],
+    repeats: int,
+    sweep_sizes: tuple[int, ...],
+    sweep_texts: int,
+    settings: Settings,
+) -> tuple[list[Row], dict[int, float], dict[str, Any]]:
+    """Row 4 (encoder + fusion, default KB) and 4e (encoder alone), batches of max_batch_size."""
+    from worker.classifier import Classifier
+
+    classifier = Classifier(settings)
+    classifier.set_kb(default_kb_snapshot())
+    encoder = classifier.encoder
+    encoder.warm_up()
+    size = settings.max_batch_size
+    chunks = [list(c) for c in batches(texts, size)]
+
+    def classify(items: list[list[str]]) -> None:
+        for chunk in items:
+            classifier.classify_texts(chunk)
+
+    def encode(items: list[list[str]]) -> None:
+        for chunk in items:
+            encoder.encode(chunk)
+
+    full = timed(lambda: classify(chunks), repeats, warm_up=lambda: classify(chunks[:2]))
+    enc_only = timed(lambda: encode(chunks), repeats, warm_up=lambda: encode(chunks[:2]))
+    # One full batch (max_batch_size messages): the unit the latency target is stated in.
+    per_batch = [_seconds(lambda c=c: classifier.classify_texts(c)) for c in chunks if len(c) == size]
+    n_tokens = np.concatenate([encoder.encode(c).n_tokens for c in chunks[:50]])
+    mean_tokens = float(n_tokens.mean())
+    threads = settings.intra_op_threads or "all"
+    kb = classifier.index
+    note = (
+        f"{encoder.name} {encoder.version} ({encoder.artifact.onnx_path(encoder.target).name}), "
+        f"ORT threads {threads}, truncated at {encoder.max_tokens}"
+    )
+    rows = [
+        Row(
+            "4",
+            "finsignal encoder + fusion (no Kafka)",
+            len(texts),
+            full,
+            size,
+            mean_tokens,
+            note + f"; default KB ({kb.size if kb else 0} points)",
+        ),
+        Row("4e", "  finsignal encoder alone", len(texts), enc_only, size, mean_tokens, note),
+    ]
+    sweep: dict[int, float] = {}
+    for bs in sweep_sizes:
+        sample = [list(c) for c in batches(texts[:sweep_texts], bs)]
+        sweep[bs] = sweep_texts / timed(lambda s=sample: classify(s), warm_up=lambda: None)
+    facts = {
+        "batch_seconds_median": float(np.median(per_batch)) if per_batch else full / max(1, len(chunks)),
+        "batch_seconds_p90": float(np.percentile(per_batch, 90)) if per_batch else None,
+        "token_lengths": n_tokens.tolist(),
+        "max_tokens": encoder.max_tokens,
+        "architecture": dict(encoder.artifact.manifest.get("architecture", {})),
+        "kb_points": kb.size if kb else 0,
+    }
+    return rows, sweep, facts
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
