@@ -1,0 +1,1 @@
+"""Parts of `finsignal demo`: its services, the output reader, the bookkeeping and the views."""
