@@ -16,8 +16,9 @@ For a message with L2-normalised embedding h and head logits (sentiment, topic):
    a label for the task (v_i: one-hot of the point's sentiment / topic). Topics of the KB that the head has
    never seen extend the topic label set; the head's probability for them is 0.
 4. **Gate** per task: ``g = sigmoid(b + w . f)`` on read-out features ``f`` (``GATE_FEATURES``: best cosine of
-   a labelled attended point, read-out confidence, head confidence, head/KB agreement, read-out mass on
-   KB-only labels); ``p = (1 - g) softmax(head) + g y_task``. No labelled point attended => g = 0.
+   a labelled attended point and its near-duplicate excess over 0.85, read-out confidence, head confidence,
+   head/KB agreement, read-out mass on KB-only labels); ``p = (1 - g) softmax(head) + g y_task``.
+   No labelled point attended => g = 0.
 
 Zero-shot defaults (no fusion.json): T = 0.05 and a gate that is 0.5 at cosine 0.85, so a near-duplicate
 exemplar (cosine > 0.9) dominates and weak matches (cosine < 0.75) barely move the head.
@@ -38,7 +39,8 @@ from kb_sync.model import ENTRY_KINDS, KBEntry, KBSnapshot
 FUSION_FILE = "fusion.json"
 FUSION_FORMAT = "finsignal-fusion/1"
 TASKS: tuple[str, ...] = ("sentiment", "topic")
-GATE_FEATURES: tuple[str, ...] = ("max_sim", "kb_conf", "head_conf", "agree", "kb_only")
+GATE_FEATURES: tuple[str, ...] = ("max_sim", "near_dup", "kb_conf", "head_conf", "agree", "kb_only")
+NEAR_DUP_FROM = 0.85  # near_dup feature = max(0, max_sim - 0.85) / 0.15: 0 below, 1 at an exact duplicate
 DEFAULT_MAX_CENTROIDS = 64  # router centroids per (small) group: bounds routing cost per message
 DEFAULT_IVF_MIN_POINTS = 4096  # groups at least this large are searched through inverted lists
 DEFAULT_LIST_SIZE = 256  # target points per inverted list
@@ -512,6 +514,7 @@ class Fusion:
         return np.stack(
             [
                 readout.max_sim[task],
+                np.maximum(readout.max_sim[task] - NEAR_DUP_FROM, 0.0) / (1.0 - NEAR_DUP_FROM),
                 y.max(axis=1),
                 head.max(axis=1),
                 (head * y).sum(axis=1),

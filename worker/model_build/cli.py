@@ -59,6 +59,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     speed.add_argument("--json", action="store_true", help="print one JSON object")
     speed.set_defaults(handler=_speed)
 
+    from worker.model_build.fusion_fit import add_arguments as add_fusion_arguments
+
+    fit_fusion = commands.add_parser(
+        "fit-fusion", help="fit the KB fusion (attention + gates), write fusion.json"
+    )
+    add_fusion_arguments(fit_fusion, DEFAULT_MODEL_DIR)
+    fit_fusion.set_defaults(handler=_fit_fusion)
+    eval_fusion = commands.add_parser(
+        "eval-fusion", help="KB figures: dev accuracy, new-topic edits, corrections"
+    )
+    add_fusion_arguments(eval_fusion, DEFAULT_MODEL_DIR)
+    eval_fusion.add_argument("--per-topic", action="store_true", help="include per-topic edit figures")
+    eval_fusion.set_defaults(handler=_eval_fusion)
+
 
 def _export(args: argparse.Namespace) -> int:
     from worker.model_build.export import export_dense
@@ -102,3 +116,15 @@ def _speed(args: argparse.Namespace) -> int:
     from worker.model_build.speed import run_speed_command
 
     return run_speed_command(args)
+
+
+def _fit_fusion(args: argparse.Namespace) -> int:
+    from worker.model_build.fusion_fit import run_fit_command
+
+    return run_fit_command(args)
+
+
+def _eval_fusion(args: argparse.Namespace) -> int:
+    from worker.model_build.fusion_fit import run_eval_command
+
+    return run_eval_command(args)
