@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     max_batch_tokens: int = Field(8192, ge=64, description="max padded tokens per inference batch")
     max_batch_delay_ms: int = Field(20, ge=0, description="max wait to fill a batch once one message is in")
     max_tokens: int = Field(128, ge=8, le=512, description="token cap per message (longer text is truncated)")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=0,
+        le=5000,
+        description="longest a fetch waits on the broker for new records (bounds idle latency; Kafka's 500 "
+        "adds up to half a second on brokers that do not wake waiting fetches)",
+    )
 
     # --- Model -------------------------------------------------------------------------------
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="folder of the shipped encoder (manifest.json)")
