@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 _IDLE_POLL_MS = 200
 _LAG_EVERY_S = 5.0
 _MAX_RETRY_BACKOFF_S = 5.0
+_BROKER_CHECK_S = 0.5  # how often the loop looks at the consumer's connection count
+_BROKER_GRACE_S = 1.0  # a reconnect in progress is not an outage
 
 
 class BatchNotConfirmed(RuntimeError):
@@ -89,7 +91,10 @@ class Worker:
         self.classifier: Classifier | None = None
         self.watcher: KBWatcher | None = None
         self._listener = _Assignments()
-        self._broker_ok = True
+        self._broker_ok = True  # False from a failed batch until the next one is confirmed
+        self._broker_reachable = True  # False while the consumer has no connection to any broker
+        self._disconnected_since: float | None = None
+        self._last_broker_check = 0.0
         self._last_lag = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -113,14 +118,14 @@ class Worker:
         self.health.add_check("model", lambda: self.classifier is not None)
         self.health.add_check("kb", self._kb_ready)
         self.health.add_check("consumer", self._listener.joined.is_set)
-        self.health.add_check("broker", lambda: self._broker_ok)
+        self.health.add_check("broker", lambda: self._broker_ok and self._broker_reachable)
         return classifier
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is finished, flushed and committed first."""
         classifier = self.start_model_and_kb()
         consumer = self._consumer()
-        producer = self._producer()
+        producer: KafkaProducer | None = self._producer()
         log.info(
             "classify stage: %s -> %s (DLQ %s), group %s",
             self.settings.input_topic,
@@ -132,12 +137,15 @@ class Worker:
         try:
             while not stop.is_set():
                 self.health.beat("classify")
+                self._check_broker(consumer)
                 self._set_ready()
                 batch = self._next_batch(consumer, stop)
                 self._report_lag(consumer)
                 if not batch:
                     continue
                 try:
+                    if producer is None:
+                        producer = self._producer()  # raises KafkaError while no broker answers: retried
                     self._process(batch, consumer, producer, classifier)
                     backoff = 0.2
                     self._broker_ok = True
@@ -149,6 +157,12 @@ class Worker:
                         "batch of %d not confirmed (%s); rewinding, retry in %.1f s", len(batch), exc, backoff
                     )
                     _rewind(consumer, batch)
+                    # A kafka-python producer that hit a fatal error (e.g. its idempotent producer id is
+                    # unknown to a restarted broker: OutOfOrderSequence, then a failed epoch bump) refuses
+                    # every later send; a fresh one gets a new producer id. Outputs it had not confirmed
+                    # are re-sent with the retried batch.
+                    _discard(producer)
+                    producer = None
                     stop.wait(backoff)
                     backoff = min(backoff * 2, _MAX_RETRY_BACKOFF_S)
         finally:
@@ -156,13 +170,14 @@ class Worker:
             metrics.READY.set(0)
             self._close(consumer, producer)
 
-    def _close(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
+    def _close(self, consumer: KafkaConsumer, producer: KafkaProducer | None) -> None:
         timeout = self.settings.shutdown_timeout_s
-        try:
-            producer.flush(timeout=timeout)
-        except KafkaError:
-            log.warning("producer flush at shutdown failed; uncommitted batches are re-read on restart")
-        producer.close(timeout=timeout)
+        if producer is not None:
+            try:
+                producer.flush(timeout=timeout)
+            except KafkaError:
+                log.warning("producer flush at shutdown failed; uncommitted batches are re-read on restart")
+            producer.close(timeout=timeout)
         consumer.close(autocommit=False)  # every commit was explicit, after confirmation
         if self.watcher is not None:
             self.watcher.stop()
@@ -355,6 +370,24 @@ class Worker:
             return False
         return watcher.delivered_version is not None or watcher.status == "ok"
 
+    def _check_broker(self, consumer: KafkaConsumer) -> None:
+        """Not ready while the consumer has no connection to any broker (kafka-python keeps retrying)."""
+        now = time.monotonic()
+        if now - self._last_broker_check < _BROKER_CHECK_S:
+            return
+        self._last_broker_check = now
+        if _connection_count(consumer) > 0:
+            if not self._broker_reachable and self._disconnected_since is not None:
+                log.info("Kafka broker reachable again after %.1f s", now - self._disconnected_since)
+            self._disconnected_since = None
+            self._broker_reachable = True
+            return
+        if self._disconnected_since is None:
+            self._disconnected_since = now
+        if self._broker_reachable and now - self._disconnected_since >= _BROKER_GRACE_S:
+            self._broker_reachable = False
+            log.warning("no connection to any Kafka broker; not ready until one answers (retrying, backoff)")
+
     def _set_ready(self) -> None:
         if self.health.ready():
             self.ready.set()
@@ -390,6 +423,27 @@ def _rewind(consumer: KafkaConsumer, batch: list[_Polled]) -> None:
     for tp, offset in first.items():
         if tp in owned:
             consumer.seek(tp, offset)
+
+
+def _connection_count(consumer: KafkaConsumer) -> float:
+    """Open broker connections, from kafka-python's public metrics; 1 when the metric is unavailable."""
+    try:
+        for group in consumer.metrics().values():
+            if "connection-count" in group:
+                return float(group["connection-count"])
+    except Exception:  # metrics are a diagnosis aid: never let them stop the loop
+        log.debug("consumer metrics unavailable", exc_info=True)
+    return 1.0
+
+
+def _discard(producer: KafkaProducer | None) -> None:
+    """Close a producer without waiting: its unconfirmed sends are abandoned (the batch is retried)."""
+    if producer is None:
+        return
+    try:
+        producer.close(timeout=0)
+    except Exception:  # a producer in a fatal state may fail to close cleanly; it is dropped either way
+        log.debug("closing the failed producer raised", exc_info=True)
 
 
 def _names(tps: set[TopicPartition]) -> str:
