@@ -107,10 +107,10 @@ class Settings(BaseSettings):
     alert_baseline_halflife_s: int = Field(6 * 3600, ge=60, description="baseline EWMA half-life")
     alert_allowed_lateness_s: int = Field(120, ge=0, description="events later than this are counted late")
     alert_min_count: float = Field(
-        3.0, gt=0, description="min confidence-weighted negative count (sum of P(negative)) to alert"
+        2.0, gt=0, description="min confidence-weighted negative count (sum of P(negative)) to alert"
     )
     alert_min_messages: int = Field(
-        6,
+        5,
         ge=1,
         description="min messages (any sentiment) in the surge span: a few repeats of one story are no surge",
     )
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         30, ge=1, description="event-time bucket: the surge test scans 1..window/bucket buckets"
     )
     alert_fire_score: float = Field(
-        4.0, gt=0, description="surge score (about sigmas) at which an alert fires"
+        5.0, gt=0, description="scan test: surge score (about sigmas) at which an alert fires"
     )
     alert_warning_score: float = Field(
         6.0, gt=0, description="surge score at which a firing alert is 'warning'"
@@ -139,6 +139,28 @@ class Settings(BaseSettings):
         2.0,
         ge=1.0,
         description="volume may rise this many x above baseline (busy hours) without counting as evidence",
+    )
+    alert_surge_llr: float = Field(
+        8.0,
+        gt=0,
+        description="sequential test: log-likelihood ratio (nats) of the specified surge that fires a key",
+    )
+    alert_surge_llr_ref_rate_per_hour: float = Field(
+        30.0,
+        gt=0,
+        description="sequential test: keys busier than this get log(rate/this) added to alert_surge_llr",
+    )
+    alert_surge_rate_per_min: float = Field(
+        5.0, gt=0, description="sequential test: message rate of the surge to catch fast (per minute)"
+    )
+    alert_surge_share_factor: float = Field(
+        3.0, gt=1, description="sequential test: negative share of the surge, as a multiple of the baseline"
+    )
+    alert_classifier_prior: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="negative share that the classifier's P(negative) is calibrated for (evidence weights)",
     )
     alert_prior_share: float = Field(0.3, gt=0, lt=1, description="prior negative share of a new key")
     alert_prior_messages: float = Field(20.0, gt=0, description="weight of the prior share, in messages")

@@ -83,8 +83,9 @@ def test_burst_fires_once_then_resolves_with_the_same_id() -> None:
     assert firing.window_start % 30 == 0  # aligned on the bucket grid
     assert BURST_AT - 60 <= firing.window_start <= BURST_AT  # the span starts where the evidence does
     assert firing.window_end - BURST_AT <= 120  # within two minutes of event time
-    assert firing.negative_share > 3 * firing.baseline_share
-    assert firing.count >= 6 and firing.negative_count >= 3
+    assert firing.negative_share > 2.5 * firing.baseline_share
+    config = AlertConfig()
+    assert firing.count >= config.min_messages and firing.negative_count >= config.min_count
     assert firing.key_type == "entity"
     # the window slides past the burst, then the key is calm again
     assert resolved.window_end >= BURST_AT + 5 * 60
@@ -209,8 +210,10 @@ def test_baseline_is_frozen_while_firing() -> None:
 
 
 def test_min_messages_blocks_a_handful_of_repeats() -> None:
-    # Four copies of one negative story within a minute on a quiet key: not a surge.
-    repeats = [ev(f"r{i}", BURST_AT + 10 * i, (KEY,), 0.95) for i in range(4)]
+    # Four copies of one negative story within 30 s on a quiet key, the key's previous message two
+    # minutes earlier: not a surge. (Right next to another message it would be five messages, which
+    # is as much as the first minute of a real burst brings: see worker/alerts/TUNING.md.)
+    repeats = [ev(f"r{i}", BURST_AT + 75 + 10 * i, (KEY,), 0.95) for i in range(4)]
     _, alerts = run(merged(calm(T0, T0 + 7 * 3600), repeats))
     assert alerts == []
     _, alerts = run(merged(calm(T0, T0 + 7 * 3600), repeats), AlertConfig(min_messages=1, min_count=3))
@@ -275,3 +278,59 @@ def test_scan_reports_nothing_for_unknown_keys() -> None:
     assert engine.score("entity:NOPE").score == -math.inf
     engine.process(ev("a", T0, (KEY,), 0.5))
     assert engine.score(KEY).buckets == 0  # one message: below every minimum
+
+
+SILENT = AlertConfig(fire_score=1e9, warning_score=1e9, critical_score=1e9, surge_llr=1e9)
+
+
+def scan_after(events: list[SignalEvent]) -> tuple[float, float, int, float]:
+    engine, alerts = run(events, SILENT)
+    assert alerts == []
+    scan = engine.score(KEY)
+    return round(scan.score, 9), round(scan.llr, 9), scan.count, round(scan.negative, 9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), jitter=st.floats(0.0, 110.0))
+def test_window_and_scores_do_not_depend_on_arrival_order(seed: int, jitter: float) -> None:
+    # Messages of the last few minutes delivered in any order within the allowed lateness leave the
+    # same windows, counts and scores behind (bucket sums and first-message times commute).
+    rng = random.Random(seed)
+    history = calm(T0, BURST_AT)
+    recent = [ev(f"r{i}", BURST_AT + rng.uniform(0, 240), (KEY,), rng.random()) for i in range(12)]
+    recent += [ev(f"rk{i}", BURST_AT + 20 * i, (CLOCK,), 0.1) for i in range(13)]
+    in_order = sorted(recent, key=lambda e: (e.event_time, e.id))
+    shuffled = sorted(recent, key=lambda e: e.event_time + rng.uniform(0.0, jitter))
+    assert scan_after(history + shuffled) == scan_after(history + in_order)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lags=st.lists(st.floats(121.0, 3 * 3600.0), min_size=1, max_size=20),
+    p=st.floats(0.0, 1.0),
+)
+def test_late_events_never_alert_nor_move_a_window(lags: list[float], p: float) -> None:
+    engine, _ = run(merged(calm(T0, BURST_AT), burst(BURST_AT, 3)))
+    before = engine.score(KEY)
+    clock = engine.clock
+    assert clock is not None
+    late = [ev(f"late{i}", clock - lag, (KEY,), p) for i, lag in enumerate(lags)]
+    assert [a for e in late for a in engine.process(e)] == []
+    assert engine.late_events == len(lags)
+    after = engine.score(KEY)
+    assert (after.count, after.negative) == (before.count, before.negative)
+
+
+def test_sequential_test_needs_the_messages_close_together() -> None:
+    # Five bad stories on a quiet key within 40 s is a burst; the same five spread over 4.5 minutes
+    # (how syndicated copies of one story trickle in) is not.
+    history = calm(T0, BURST_AT)
+    clock = [ev(f"k{i}", BURST_AT + 10 * i, (CLOCK,), 0.1) for i in range(40)]
+    compact = [ev(f"c{i}", BURST_AT + 10 * i, (KEY,), 0.85) for i in range(5)]
+    spread = [ev(f"s{i}", BURST_AT + 65 * i, (KEY,), 0.85) for i in range(5)]
+    _, alerts = run(merged(history, clock, compact))
+    firing = [a for a in alerts if a.status == "firing"]
+    assert [a.key for a in firing] == [KEY]
+    assert firing[0].count == 5 and firing[0].window_end <= BURST_AT + 40
+    _, alerts = run(merged(history, clock, spread))
+    assert alerts == []

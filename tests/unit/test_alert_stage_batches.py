@@ -10,7 +10,8 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from worker.alerts import metrics
-from worker.alerts.engine import format_time
+from worker.alerts.engine import AlertEngine, format_time
+from worker.alerts.signals import parse_signal
 from worker.alerts.stage import AlertStage
 from worker.config import load_settings
 
@@ -18,8 +19,8 @@ T0 = 1_800_000_000.0
 
 
 class Record:
-    def __init__(self, offset: int, value: bytes) -> None:
-        self.topic, self.partition, self.offset, self.value = "signals", 0, offset, value
+    def __init__(self, offset: int, value: bytes, partition: int = 0) -> None:
+        self.topic, self.partition, self.offset, self.value = "signals", partition, offset, value
 
 
 class Future:
@@ -120,3 +121,25 @@ def test_a_failed_send_commits_nothing() -> None:
     with pytest.raises(KafkaTimeoutError):
         stage._process_live(burst_records())
     assert producer.sent and consumer.commits == []
+
+
+def test_a_batch_is_merged_across_partitions_by_event_time() -> None:
+    # The consumer hands a batch over partition by partition: partition 1 first, whose newest event
+    # is ten minutes after partition 0's burst. Fed in that order the burst would be late; merged by
+    # event time it fires, and each partition commits after its highest offset.
+    producer = Producer()
+    stage, consumer = stage_with(producer)
+    history = [Record(i, signal_bytes(i, T0 + 600 * i, 0.05)) for i in range(6)]
+    stage._process_live(history)
+    other = [Record(i, signal_bytes(100 + i, T0 + 3600 + 60 * i, 0.05), partition=1) for i in range(12)]
+    burst = [Record(6 + i, signal_bytes(6 + i, T0 + 3600 + 10 * i, 0.95)) for i in range(10)]
+    stage._process_live(other + burst)
+    assert stage.engine.late_events == 0
+    assert "entity:ACME" in [p["key"] for _, _, p in producer.sent if p["status"] == "firing"]
+    # the control: the same records in the order they were handed over make the burst late
+    engine = AlertEngine(stage.config)
+    for record in history + other + burst:
+        engine.process(parse_signal(orjson.loads(record.value)))
+    assert engine.late_events >= 5
+    last = consumer.commits[-1]
+    assert last[TopicPartition("signals", 0)].offset == 16 and last[TopicPartition("signals", 1)].offset == 12

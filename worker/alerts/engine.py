@@ -7,15 +7,22 @@ Per key ("topic:<label>" or "entity:<TICKER>") it keeps
   alert on its first messages;
 - an episode state machine: normal -> firing -> resolved (+ cooldown) -> normal.
 
-Surge test, re-run on each of the key's signals over the trailing 1..N buckets of the window (a scan,
+Surge tests, re-run on each of the key's signals over the trailing 1..N buckets of the window (a scan,
 so a sharp burst is caught on a short span and a slower one on the full window). A span qualifies when
 it holds at least ``min_messages`` messages (a few syndicated copies of one story are not a surge), a
 confidence-weighted negative count k (sum of P(negative)) of at least ``min_count``, and a negative
-share of at least ``min_share_ratio`` x the baseline share. Its score is ``stats.surge_z``: a signed-
-root likelihood ratio against "the baseline share, at the baseline volume scaled by up to
-``volume_tolerance``", so a busy hour with the usual share scores nothing while a burst on a quiet key
-gets credit for its volume too. Hysteresis: a key fires at ``fire_score`` and resolves only when its
-score falls below ``resolve_score``; after resolving it stays quiet for ``cooldown_s``.
+share of at least ``min_share_ratio`` x the baseline share. On a qualifying span the key fires when
+- the sequential test (``stats.surge_llr``, CUSUM-style) reaches ``surge_llr`` nats (plus
+  log(rate / ``surge_llr_ref_rate_per_hour``) on keys busier than that): the likelihood
+  ratio of the surge we want to catch fast (``surge_share_factor`` x the share at
+  ``surge_rate_per_min``) against the baseline, measured from the span's first message, with each
+  signal's evidence weighted by its P(negative) (``stats.share_log_lr``); this is the fast test;
+- or the scan test (``stats.surge_z``) reaches ``fire_score``: a signed-root likelihood ratio against
+  "the baseline share, at the baseline volume scaled by up to ``volume_tolerance``" with no specified
+  alternative, the backstop for surges of other shapes.
+An alert's score is the larger of the two in "sigmas" (sqrt(2 x llr) for the sequential test); it sets
+the severity and the hysteresis: a firing key resolves only when its score falls below
+``resolve_score``; after resolving it stays quiet for ``cooldown_s``.
 
 Time is the global event-time clock: the newest event time seen. The watermark (clock minus
 ``allowed_lateness_s``) decides which buckets are final; older events are "late": counted (and folded
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from worker.alerts.stats import surge_z
+from worker.alerts.stats import share_log_lr, surge_llr, surge_z
 
 Severity = Literal["info", "warning", "critical"]
 Status = Literal["firing", "resolved"]
@@ -45,10 +52,10 @@ class AlertConfig:
     bucket_s: float = 30.0
     halflife_s: float = 6 * 3600.0
     allowed_lateness_s: float = 120.0
-    min_count: float = 3.0
-    min_messages: int = 6
+    min_count: float = 2.0
+    min_messages: int = 5
     cooldown_s: float = 900.0
-    fire_score: float = 4.0
+    fire_score: float = 5.0
     warning_score: float = 6.0
     critical_score: float = 8.0
     resolve_score: float = 2.0
@@ -58,6 +65,11 @@ class AlertConfig:
     prior_messages: float = 20.0
     prior_rate_per_hour: float = 30.0
     prior_exposure_s: float = 1800.0
+    surge_llr: float = 8.0
+    surge_llr_ref_rate_per_hour: float = 30.0
+    surge_rate_per_min: float = 5.0
+    surge_share_factor: float = 3.0
+    classifier_prior: float = 0.3
     top_messages: int = 3
     evict_after_s: float = 4 * 6 * 3600.0
 
@@ -75,6 +87,14 @@ class AlertConfig:
             problems.append(
                 "alert_prior_messages, alert_prior_exposure_s, alert_prior_rate_per_hour must be > 0"
             )
+        if min(self.surge_llr, self.surge_rate_per_min, self.surge_llr_ref_rate_per_hour) <= 0:
+            problems.append(
+                "alert_surge_llr, alert_surge_rate_per_min, alert_surge_llr_ref_rate_per_hour must be > 0"
+            )
+        if self.surge_share_factor <= 1.0:
+            problems.append("alert_surge_share_factor must be > 1")
+        if not 0.0 < self.classifier_prior < 1.0:
+            problems.append("alert_classifier_prior must be in (0, 1)")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -103,6 +123,11 @@ class AlertConfig:
                 prior_messages=settings.alert_prior_messages,
                 prior_rate_per_hour=settings.alert_prior_rate_per_hour,
                 prior_exposure_s=float(settings.alert_prior_exposure_s),
+                surge_llr=settings.alert_surge_llr,
+                surge_llr_ref_rate_per_hour=settings.alert_surge_llr_ref_rate_per_hour,
+                surge_rate_per_min=settings.alert_surge_rate_per_min,
+                surge_share_factor=settings.alert_surge_share_factor,
+                classifier_prior=settings.alert_classifier_prior,
                 top_messages=settings.alert_top_messages,
                 evict_after_s=4.0 * float(settings.alert_baseline_halflife_s),
             )
@@ -174,11 +199,15 @@ def format_time(epoch_s: float) -> str:
 
 
 class _Bucket:
-    __slots__ = ("n", "neg", "top")
+    __slots__ = ("n", "neg", "first", "ps", "lr_share", "lr_sum", "top")
 
-    def __init__(self) -> None:
+    def __init__(self, first: float) -> None:
         self.n = 0
         self.neg = 0.0
+        self.first = first  # earliest event time in the bucket (a min: arrival order does not matter)
+        self.ps: list[float] = []
+        self.lr_share = -1.0  # baseline share lr_sum was computed for (recomputed when it changes)
+        self.lr_sum = 0.0
         self.top: list[TopMessage] = []
 
 
@@ -242,10 +271,12 @@ class Baseline:
 
 @dataclass(frozen=True)
 class Scan:
-    score: float
-    buckets: int  # how many trailing buckets the best span covers (0: none qualified)
+    score: float  # max of the span's surge_z and sqrt(2 * llr), in "sigmas": severity and resolve
+    buckets: int  # how many trailing buckets the chosen span covers (0: none qualified)
     count: int
     negative: float
+    llr: float = -math.inf  # best sequential log-likelihood ratio over the qualifying spans (nats)
+    fires: bool = False  # surge_z >= fire_score or llr >= surge_llr on some qualifying span
 
 
 _NO_SCAN = Scan(-math.inf, 0, 0, 0.0)
@@ -309,10 +340,17 @@ class AlertEngine:
             state.kb_version = event.kb_version
             bucket = state.buckets.get(idx)
             if bucket is None:
-                bucket = state.buckets[idx] = _Bucket()
+                bucket = state.buckets[idx] = _Bucket(event.event_time)
                 self._active.add(key)
+            elif event.event_time < bucket.first:
+                bucket.first = event.event_time
             bucket.n += 1
             bucket.neg += event.p_negative
+            bucket.ps.append(event.p_negative)
+            if bucket.lr_share > 0.0:  # keep the cached evidence current (recomputed if the share moves)
+                bucket.lr_sum += share_log_lr(
+                    (event.p_negative,), bucket.lr_share, cfg.surge_share_factor, cfg.classifier_prior
+                )
             _keep_top(bucket.top, message, cfg.top_messages)
             episode = state.episode
             if episode is not None:
@@ -323,7 +361,7 @@ class AlertEngine:
             if self._clock < state.cooldown_until:
                 continue
             scan = self._scan(state, self._now_idx)
-            if scan.score >= cfg.fire_score:
+            if scan.fires:
                 alerts.append(self._fire(key, state, scan, event))
         return alerts
 
@@ -416,27 +454,57 @@ class AlertEngine:
         cfg = self.config
         baseline = self._baseline(state)
         lowest = max(now_idx - cfg.n_buckets + 1, state.floor_idx)
-        assert self._clock is not None
+        clock = self._clock
+        assert clock is not None
         # The newest bucket is partly elapsed: expect counts for the time that has passed, not a full bucket.
-        elapsed = min(max(self._clock - now_idx * cfg.bucket_s, 1.0), cfg.bucket_s)
+        elapsed = min(max(clock - now_idx * cfg.bucket_s, 1.0), cfg.bucket_s)
+        surge_rate = cfg.surge_rate_per_min / 60.0
         n = 0
         k = 0.0
-        best = _NO_SCAN
+        marks = 0.0
+        best_z = best_llr = -math.inf
+        z_span = llr_span = (0, 0, 0.0)
         for span, idx in enumerate(range(now_idx, lowest - 1, -1), start=1):
             bucket = state.buckets.get(idx)
             if bucket is None:
                 continue
             n += bucket.n
             k += bucket.neg
+            if bucket.lr_share != baseline.share:
+                bucket.lr_sum = share_log_lr(
+                    bucket.ps, baseline.share, cfg.surge_share_factor, cfg.classifier_prior
+                )
+                bucket.lr_share = baseline.share
+            marks += bucket.lr_sum
             if k < cfg.min_count or n < cfg.min_messages:
                 continue
             if k < cfg.min_share_ratio * baseline.share * n:
                 continue
             expected = baseline.rate_per_s * ((span - 1) * cfg.bucket_s + elapsed)
             score = surge_z(n, k, expected, baseline.share, cfg.volume_tolerance)
-            if score > best.score:
-                best = Scan(score, span, n, k)
-        return best
+            if score > best_z:
+                best_z, z_span = score, (span, n, k)
+            # The sequential test measures time from the span's first message, not its bucket edge.
+            llr = surge_llr(
+                n,
+                marks,
+                max(clock - bucket.first, 1.0),
+                baseline.rate_per_s,
+                surge_rate,
+                cfg.volume_tolerance,
+            )
+            if llr > best_llr:
+                best_llr, llr_span = llr, (span, n, k)
+        if z_span[0] == 0:
+            return _NO_SCAN
+        by_z = best_z >= cfg.fire_score
+        # A busy key runs more tests per hour and false alarms grow like tests x exp(-threshold)
+        # (Lorden), so its threshold rises with log(rate): equal false alarms per key-hour.
+        busy = max(0.0, math.log(baseline.rate_per_s * 3600.0 / cfg.surge_llr_ref_rate_per_hour))
+        by_llr = best_llr >= cfg.surge_llr + busy
+        span, count, negative = llr_span if by_llr and not by_z else z_span
+        score = max(best_z, math.sqrt(2.0 * max(best_llr, 0.0)))
+        return Scan(score, span, count, negative, best_llr, by_z or by_llr)
 
     def _severity(self, score: float) -> Severity:
         cfg = self.config

@@ -8,9 +8,10 @@ Start (and every partition assignment):
    up to the committed offset, so windows and baselines are rebuilt without re-alerting;
 3. reconcile the engine's episodes with the published alerts (the alerts topic is the truth), then go
    live from the committed offsets.
-Live: each polled batch goes through the engine; new alerts are produced keyed by the alert key, the
-producer is flushed and every send confirmed, and only then are the batch's offsets committed
-(at-least-once; a replayed alert has the same id and is recognisable, and step 1 suppresses it).
+Live: each polled batch goes through the engine (merged across partitions by event time); new
+alerts are produced keyed by the alert key, the producer is flushed and every send confirmed, and
+only then are the batch's offsets committed (at-least-once; a replayed alert has the same id and is
+recognisable, and step 1 suppresses it).
 
 Limitation: a signal counts for its topic key and its entity keys, but Kafka partitions it by one
 key, so a topic key's signals are spread over partitions. Run ONE alert-stage consumer (role alert
@@ -32,7 +33,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from worker.alerts import metrics
-from worker.alerts.engine import Alert, AlertConfig, AlertEngine
+from worker.alerts.engine import Alert, AlertConfig, AlertEngine, SignalEvent
 from worker.alerts.payload import alert_payload, format_alert_line
 from worker.alerts.signals import SignalError, parse_signal, parse_time
 from worker.config import Settings
@@ -120,6 +121,14 @@ def _seek_to_time(consumer: KafkaConsumer, tps: list[TopicPartition], since: flo
             consumer.seek(tp, hit.offset)
         starts[tp] = consumer.position(tp)
     return starts
+
+
+def _event_order(events: list[SignalEvent]) -> list[SignalEvent]:
+    """A polled batch in event-time order (stable). The consumer hands records over partition by
+    partition; fed that way, one partition's newer events would move the event-time clock ahead and
+    make the other partitions' events of the same minutes late. Merging each batch avoids that when
+    the partitions are consumed at similar paces (a partition far behind still turns late)."""
+    return sorted(events, key=lambda event: event.event_time)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -297,21 +306,21 @@ class AlertStage:
             if live:
                 self._process_live(live)
             return
+        replay = []
         for tp, records in batch.items():
             until = self._silent_until.get(tp, 0)
             for record in records:
                 if record.offset < until:
-                    self._replay(record)
+                    event = self._parse(record, count_invalid=False)
+                    if event is not None and event.event_time >= self._replay_from:
+                        replay.append(event)
                 else:
                     self._buffer.append(record)
             if records and records[-1].offset >= until:
                 consumer.pause(tp)  # caught up: wait for the other partitions
-        self._maybe_finish_rebuild()
-
-    def _replay(self, record: Any) -> None:
-        event = self._parse(record, count_invalid=False)
-        if event is not None and event.event_time >= self._replay_from:
+        for event in _event_order(replay):
             self.engine.process(event)  # alerts of the past were published then
+        self._maybe_finish_rebuild()
 
     def _parse(self, record: Any, count_invalid: bool = True) -> Any:
         try:
@@ -336,11 +345,15 @@ class AlertStage:
         late_before = engine.late_events
         outgoing: list[Alert] = []
         offsets: dict[TopicPartition, int] = {}
+        events = []
         for record in records:
-            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
             event = self._parse(record)
             if event is not None:
-                outgoing.extend(engine.process(event))
+                events.append(event)
+        for event in _event_order(events):
+            outgoing.extend(engine.process(event))
         metrics.LATE_EVENTS.inc(engine.late_events - late_before)
         futures = []
         sent: list[tuple[Alert, dict[str, Any]]] = []
