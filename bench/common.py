@@ -22,17 +22,20 @@ DENSE_DIR = BENCH_DIR.parent / ".cache" / "minilm-dense"
 class Plan:
     """How much of each row to run. ``quick`` is the CI smoke size; ``full`` fits ~10 min on 2 cores."""
 
-    texts: int  # texts used by the batched rows (from bench/data/texts.jsonl, fixed order)
-    per_message_sample: int  # row 1 per message: a sample, bert-base one at a time is slow on CPU
-    finbert_batched: int  # row 1 batched
-    torch_batched: int  # row 2
-    torch_sweep_texts: int
-    repeats: int  # rows 3/4: timed passes over the texts (median)
-    sweep_texts: int  # texts per point of the batch-size sweep
+    texts: int  # bench/data/texts.jsonl texts (end-to-end rows cycle through them; token stats)
+    timed_texts: int  # rows 4/4e/4t per round
+    dense_texts: int  # rows 3/3s per round: the dense model pads arrival-order batches to ~128 tokens
+    per_message_sample: int  # row 1a per round: bert-base one message at a time is slow on CPU
+    finbert_batched: int  # row 1b per round
+    torch_batched: int  # row 2 per round
+    rounds: int  # rows 1-4 are timed in this many interleaved rounds; each keeps its best
+    sweep_texts: int  # texts per point of the batch-size sweep (rows 3, 4)
     sweep_sizes: tuple[int, ...]
+    torch_sweep_texts: int
     torch_sweep_sizes: tuple[int, ...]
-    e2e_messages: int  # row 5 at full speed
-    paced_messages: int  # row 5 at 50% of max throughput
+    e2e_messages: int  # row 5 per round at full speed
+    e2e_rounds: int
+    paced_messages: int  # row 5p at 50% of the best row-5 rate
     scaling_messages: int
     peak_repeats: int
 
@@ -40,15 +43,18 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             texts=128,
-            per_message_sample=8,
-            finbert_batched=32,
-            torch_batched=64,
-            torch_sweep_texts=32,
-            repeats=1,
+            timed_texts=128,
+            dense_texts=64,
+            per_message_sample=4,
+            finbert_batched=16,
+            torch_batched=32,
+            rounds=1,
             sweep_texts=64,
             sweep_sizes=(1, 32),
+            torch_sweep_texts=32,
             torch_sweep_sizes=(16,),
             e2e_messages=200,
+            e2e_rounds=1,
             paced_messages=100,
             scaling_messages=400,
             peak_repeats=3,
@@ -58,17 +64,20 @@ class Plan:
     def full(cls) -> Plan:
         return cls(
             texts=3000,
-            per_message_sample=200,
-            finbert_batched=256,
-            torch_batched=1024,
-            torch_sweep_texts=256,
-            repeats=3,
-            sweep_texts=1024,
-            sweep_sizes=(1, 4, 16, 32, 64, 128, 256),
+            timed_texts=1024,
+            dense_texts=256,
+            per_message_sample=48,
+            finbert_batched=96,
+            torch_batched=256,
+            rounds=3,
+            sweep_texts=256,
+            sweep_sizes=(1, 8, 32, 64, 128),
+            torch_sweep_texts=128,
             torch_sweep_sizes=(1, 16, 64),
-            e2e_messages=12000,
-            paced_messages=3000,
-            scaling_messages=12000,
+            e2e_messages=3000,
+            e2e_rounds=3,
+            paced_messages=2000,
+            scaling_messages=4000,
             peak_repeats=10,
         )
 
@@ -122,6 +131,31 @@ def timed(fn: Callable[[], object], repeats: int = 1, warm_up: Callable[[], obje
         fn()
         samples.append(time.perf_counter() - start)
     return float(np.median(samples))
+
+
+@dataclass
+class Timer:
+    """A row whose ``seconds`` is filled in by ``interleave``: ``fn`` is one timed pass."""
+
+    row: Row
+    fn: Callable[[], object]
+    warm_up: Callable[[], object]
+
+
+def interleave(timers: Sequence[Timer], repeats: int) -> None:
+    """Time the rows in rounds (A B C, A B C, ...) and keep each row's best round: on a shared machine a
+    busy spell then hits every row alike instead of whichever row happened to run during it."""
+    for timer in timers:
+        timer.warm_up()
+    samples: list[list[float]] = [[] for _ in timers]
+    for _ in range(max(1, repeats)):
+        for timer, out in zip(timers, samples, strict=True):
+            start = time.perf_counter()
+            timer.fn()
+            out.append(time.perf_counter() - start)
+    for timer, out in zip(timers, samples, strict=True):
+        timer.row.seconds = min(out)  # the best round: the least disturbed by other work on the machine
+        timer.row.extra["rounds_s"] = [round(x, 4) for x in out]
 
 
 def padded_tokens(lengths: np.ndarray, batch_size: int, sort: bool) -> int:

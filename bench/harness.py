@@ -1,8 +1,9 @@
 """One bench run: the rows of issue 7 back to back on the same texts, then the ratios and the outputs.
 
-Order: 4/4e (finsignal, no Kafka), 6 (the matmul peak, right after the encoder it is compared with),
-3/3s (dense ONNX INT8), 2 (dense PyTorch), 1a/1b (FinBERT-class), 5/5p (end to end), scaling.
-The machine is shared, so every figure carries noise; the ratios come from one run to share it.
+Order: 4/4e (finsignal, no Kafka) and 3/3s (dense ONNX INT8) timed in alternating rounds, then 6 (the
+matmul peak, right after the encoder it is compared with), 2 (dense PyTorch), 1a/1b (FinBERT-class),
+5/5p (end to end), scaling. The machine is shared, so every figure carries noise; the ratios come from
+one run so that they share it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench import report
-from bench.common import RESULTS_DIR, Plan, Row, load_texts, threads
+from bench.common import RESULTS_DIR, Plan, Row, Timer, interleave, load_texts, threads
 from worker.config import Settings
 
 log = logging.getLogger(__name__)
@@ -78,50 +79,56 @@ def run(settings: Settings, options: Options, command: str = "finsignal bench") 
     skipped: dict[str, str] = {}
     started = time.perf_counter()
 
+    # Rows 1-4 are timed in interleaved rounds, so a busy spell on the shared machine hits them alike.
+    timers: list[Timer] = []
+    finsignal = dense_sweep = torch_sweep = None
     if "4" in wanted:
-        four, sweep, facts = _stage("4", lambda: _finsignal(texts, plan, settings))
-        rows += four
-        sweeps["4 finsignal encoder + fusion"] = _str_keys(sweep)
+        from bench.onnx_rows import finsignal_timers
+
+        finsignal = _stage("4 setup", lambda: finsignal_timers(texts[: plan.timed_texts], settings))
+        timers += finsignal.timers
+    if "3" in wanted:
+        from bench.onnx_rows import dense_onnx_timers
+
+        dense, dense_sweep = _stage(
+            "3 setup", lambda: dense_onnx_timers(texts[: plan.dense_texts], size, settings, num_threads)
+        )
+        timers += dense
+    if "2" in wanted:
+        from bench.torch_rows import minilm_torch_timers
+
+        torch_timers, torch_sweep = _stage(
+            "2 setup",
+            lambda: minilm_torch_timers(texts[: plan.torch_batched], size, settings.max_tokens, num_threads),
+        )
+        timers += torch_timers
+    if "1" in wanted:
+        from bench.torch_rows import finbert_timers
+
+        timers += _stage(
+            "1 setup",
+            lambda: finbert_timers(
+                texts, plan.per_message_sample, plan.finbert_batched, size, settings.max_tokens, num_threads
+            ),
+        )
+    _stage("1-4 rounds", lambda: interleave(timers, plan.rounds))
+    rows += [t.row for t in timers]
+    if finsignal is not None:
+        sweeps["4 finsignal encoder + fusion"] = _str_keys(
+            finsignal.sweep(plan.sweep_texts, plan.sweep_sizes)
+        )
+        facts = finsignal.facts()
+    if dense_sweep is not None:
+        n = min(plan.sweep_texts, plan.dense_texts)
+        sweeps["3 dense MiniLM ONNX INT8"] = _str_keys(dense_sweep(n, plan.sweep_sizes))
+    if torch_sweep is not None:
+        sweeps["2 dense MiniLM PyTorch"] = _str_keys(
+            torch_sweep(plan.torch_sweep_texts, plan.torch_sweep_sizes)
+        )
     peak: dict[str, Any] | None = None
     if "6" in wanted:
         peak = _peak(facts, rows, settings, plan, num_threads)
         rows.append(peak.pop("row"))
-    if "3" in wanted:
-        from bench.onnx_rows import dense_onnx_rows
-
-        three, sweep = _stage(
-            "3",
-            lambda: dense_onnx_rows(
-                texts, size, plan.repeats, plan.sweep_sizes, plan.sweep_texts, settings, num_threads
-            ),
-        )
-        rows += three
-        sweeps["3 dense MiniLM ONNX INT8"] = _str_keys(sweep)
-    if "2" in wanted:
-        from bench.torch_rows import minilm_torch_rows
-
-        two, sweep = _stage(
-            "2",
-            lambda: minilm_torch_rows(
-                texts[: plan.torch_batched],
-                size,
-                plan.torch_sweep_sizes,
-                plan.torch_sweep_texts,
-                settings.max_tokens,
-                num_threads,
-            ),
-        )
-        rows.append(two)
-        sweeps["2 dense MiniLM PyTorch"] = _str_keys(sweep)
-    if "1" in wanted:
-        from bench.torch_rows import finbert_rows
-
-        rows += _stage(
-            "1",
-            lambda: finbert_rows(
-                texts, plan.per_message_sample, plan.finbert_batched, size, settings.max_tokens, num_threads
-            ),
-        )
     latencies: dict[str, list[float]] = {}
     if "5" in wanted:
         try:
@@ -156,7 +163,8 @@ def run(settings: Settings, options: Options, command: str = "finsignal bench") 
         facts["scaling_ratio"] = scale_facts["scaling_ratio"]
 
     order = {
-        key: i for i, key in enumerate(["1a", "1b", "2", "3", "3s", "4", "4e", "5", "5p", "5x1", "5x2", "6"])
+        key: i
+        for i, key in enumerate(["1a", "1b", "2", "3", "3s", "4", "4e", "4t", "5", "5p", "5x1", "5x2", "6"])
     }
     rows.sort(key=lambda r: order.get(r.row, 99))
     token_lengths = _text_token_stats(texts)
@@ -208,12 +216,6 @@ def _stage(label: str, fn: Any) -> Any:
     out = fn()
     log.info("bench: row %s done in %.1f s", label, time.perf_counter() - start)
     return out
-
-
-def _finsignal(texts: list[str], plan: Plan, settings: Settings) -> Any:
-    from bench.onnx_rows import finsignal_rows
-
-    return finsignal_rows(texts, plan.repeats, plan.sweep_sizes, plan.sweep_texts, settings)
 
 
 def _peak(
@@ -269,6 +271,11 @@ def _ratios(rows: list[Row], facts: dict[str, Any], peak: dict[str, Any] | None)
         "encoder_vs_finbert_per_message": ratio("4", "1a"),
         "encoder_vs_minilm_torch": ratio("4", "2"),
         "encoder_vs_dense_int8": ratio("4", "3"),
+        # the levers, one at a time: batching (sort + token budget), pruning, fusion, Kafka pipeline
+        "lever_batching_3s_vs_3": ratio("3s", "3"),
+        "lever_pruning_4e_vs_3s": ratio("4e", "3s"),
+        "cost_fusion_4_vs_4e": ratio("4", "4e"),
+        "lever_token_budget_4t_vs_4e": ratio("4t", "4e"),
         "encoder_fraction_of_int8_peak": peak["fraction_int8"] if peak else None,
         "paced_p99_over_batch": facts.get("p99_over_batch"),
         "scaling_ratio": facts.get("scaling_ratio"),

@@ -12,16 +12,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import DENSE_DIR, Row, batches, timed
+from bench.common import DENSE_DIR, Row, Timer, batches, timed
 from worker.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+TIGHT_BUDGET = 1024  # padded tokens per sub-batch in rows 3s and 4t (what-if rows)
 
 
 def ensure_dense_artifact(out_dir: Path = DENSE_DIR, max_tokens: int = 128) -> Path:
@@ -87,54 +91,52 @@ def token_budget_parts(sorted_lengths: np.ndarray, budget: int) -> list[slice]:
     return parts
 
 
-def dense_onnx_rows(
-    texts: list[str],
-    batch_size: int,
-    repeats: int,
-    sweep_sizes: tuple[int, ...],
-    sweep_texts: int,
-    settings: Settings,
-    num_threads: int,
-) -> tuple[list[Row], dict[int, float]]:
-    runner = DenseRunner(ensure_dense_artifact(), num_threads, settings.max_tokens, settings.max_batch_tokens)
+def dense_onnx_timers(
+    texts: list[str], batch_size: int, settings: Settings, num_threads: int
+) -> tuple[list[Timer], Callable[[int, tuple[int, ...]], dict[int, float]]]:
+    """Rows 3 and 3s (timed by ``interleave``) and the batch-size sweep of row 3."""
+    # 3s uses a tight token budget: at the default budget (8192) a batch of 64 never splits, so sorting
+    # alone would change nothing; this row shows what splitting by length is worth on the dense model.
+    runner = DenseRunner(ensure_dense_artifact(), num_threads, settings.max_tokens, TIGHT_BUDGET)
     mean_tokens = float(runner.lengths(texts).mean())
-    plain = timed(
-        lambda: runner.run(texts, batch_size),
-        repeats,
-        warm_up=lambda: runner.run(texts[: 2 * batch_size], batch_size),
-    )
-    ordered = timed(
-        lambda: runner.run(texts, batch_size, sort=True),
-        repeats,
-        warm_up=lambda: runner.run(texts[: 2 * batch_size], batch_size, sort=True),
-    )
     note = f"INT8 dynamic quantisation, ORT {num_threads} threads, truncated at {runner.max_tokens}"
-    rows = [
-        Row(
-            "3",
-            "dense all-MiniLM-L6-v2, ONNX INT8, batched",
-            len(texts),
-            plain,
-            batch_size,
-            mean_tokens,
-            note + "; arrival-order batches padded to their longest",
+    warm = texts[: 2 * batch_size]
+    timers = [
+        Timer(
+            Row(
+                "3",
+                "dense all-MiniLM-L6-v2, ONNX INT8, batched",
+                len(texts),
+                0.0,
+                batch_size,
+                mean_tokens,
+                note + "; arrival-order batches padded to their longest",
+            ),
+            lambda: runner.run(texts, batch_size),
+            lambda: runner.run(warm, batch_size),
         ),
-        Row(
-            "3s",
-            "  same, finsignal batching (length sort + token budget)",
-            len(texts),
-            ordered,
-            batch_size,
-            mean_tokens,
-            note,
+        Timer(
+            Row(
+                "3s",
+                f"  same, length-sorted sub-batches of <= {TIGHT_BUDGET} padded tokens",
+                len(texts),
+                0.0,
+                batch_size,
+                mean_tokens,
+                note,
+            ),
+            lambda: runner.run(texts, batch_size, sort=True),
+            lambda: runner.run(warm, batch_size, sort=True),
         ),
     ]
-    sample = texts[:sweep_texts]
-    sweep = {
-        size: len(sample) / timed(lambda s=size: runner.run(sample, s), warm_up=lambda: None)
-        for size in sweep_sizes
-    }
-    return rows, sweep
+
+    def sweep(n: int, sizes: tuple[int, ...]) -> dict[int, float]:
+        sample = texts[:n]
+        return {
+            s: len(sample) / timed(lambda s=s: runner.run(sample, s), warm_up=lambda: None) for s in sizes
+        }
+
+    return timers, sweep
 
 
 def default_kb_snapshot() -> Any:
@@ -145,15 +147,19 @@ def default_kb_snapshot() -> Any:
     return KBSnapshot(version=1, entries=load_default_kb(), published_at=now, author="bench")
 
 
-def finsignal_rows(
-    texts: list[str],
-    repeats: int,
-    sweep_sizes: tuple[int, ...],
-    sweep_texts: int,
-    settings: Settings,
-) -> tuple[list[Row], dict[int, float], dict[str, Any]]:
-    """Row 4 (encoder + fusion, default KB) and 4e (encoder alone), batches of max_batch_size."""
+@dataclass
+class FinsignalBench:
+    """Rows 4 and 4e (timed by ``interleave``), their batch-size sweep and the facts rows 5/6 need."""
+
+    timers: list[Timer]
+    sweep: Callable[[int, tuple[int, ...]], dict[int, float]]
+    facts: Callable[[], dict[str, Any]]
+
+
+def finsignal_timers(texts: list[str], settings: Settings) -> FinsignalBench:
+    """Row 4: the lead's ``Classifier`` (encoder + fusion over the default KB); 4e: its encoder alone."""
     from worker.classifier import Classifier
+    from worker.encoder import Encoder
 
     classifier = Classifier(settings)
     classifier.set_kb(default_kb_snapshot())
@@ -166,15 +172,14 @@ def finsignal_rows(
         for chunk in items:
             classifier.classify_texts(chunk)
 
-    def encode(items: list[list[str]]) -> None:
-        for chunk in items:
-            encoder.encode(chunk)
+    tight = Encoder.from_settings(settings.model_copy(update={"max_batch_tokens": TIGHT_BUDGET}))
 
-    full = timed(lambda: classify(chunks), repeats, warm_up=lambda: classify(chunks[:2]))
-    enc_only = timed(lambda: encode(chunks), repeats, warm_up=lambda: encode(chunks[:2]))
-    # One full batch (max_batch_size messages): the unit the latency target is stated in.
-    per_batch = [_seconds(lambda c=c: classifier.classify_texts(c)) for c in chunks if len(c) == size]
-    n_tokens = np.concatenate([encoder.encode(c).n_tokens for c in chunks[:50]])
+    def encode(items: list[list[str]], model: Encoder) -> None:
+        for chunk in items:
+            model.encode(chunk)
+
+    # tokens fed per message: the encoder's own tokenizer (truncating at its cap, no padding)
+    n_tokens = np.array([len(e.ids) for e in encoder.tokenizer.encode_batch(texts)], dtype=np.int64)
     mean_tokens = float(n_tokens.mean())
     threads = settings.intra_op_threads or "all"
     kb = classifier.index
@@ -182,31 +187,60 @@ def finsignal_rows(
         f"{encoder.name} {encoder.version} ({encoder.artifact.onnx_path(encoder.target).name}), "
         f"ORT threads {threads}, truncated at {encoder.max_tokens}"
     )
-    rows = [
-        Row(
-            "4",
-            "finsignal encoder + fusion (no Kafka)",
-            len(texts),
-            full,
-            size,
-            mean_tokens,
-            note + f"; default KB ({kb.size if kb else 0} points)",
+    timers = [
+        Timer(
+            Row(
+                "4",
+                "finsignal encoder + fusion (no Kafka)",
+                len(texts),
+                0.0,
+                size,
+                mean_tokens,
+                note + f"; default KB ({kb.size if kb else 0} points)",
+            ),
+            lambda: classify(chunks),
+            lambda: classify(chunks[:2]),
         ),
-        Row("4e", "  finsignal encoder alone", len(texts), enc_only, size, mean_tokens, note),
+        Timer(
+            Row("4e", "  finsignal encoder alone", len(texts), 0.0, size, mean_tokens, note),
+            lambda: encode(chunks, encoder),
+            lambda: encode(chunks[:2], encoder),
+        ),
+        Timer(
+            Row(
+                "4t",
+                f"  encoder alone, max_batch_tokens {TIGHT_BUDGET} (what-if)",
+                len(texts),
+                0.0,
+                size,
+                mean_tokens,
+                note + f"; setting max_batch_tokens={TIGHT_BUDGET} instead of {settings.max_batch_tokens}",
+            ),
+            lambda: encode(chunks, tight),
+            lambda: encode(chunks[:2], tight),
+        ),
     ]
-    sweep: dict[int, float] = {}
-    for bs in sweep_sizes:
-        sample = [list(c) for c in batches(texts[:sweep_texts], bs)]
-        sweep[bs] = sweep_texts / timed(lambda s=sample: classify(s), warm_up=lambda: None)
-    facts = {
-        "batch_seconds_median": float(np.median(per_batch)) if per_batch else full / max(1, len(chunks)),
-        "batch_seconds_p90": float(np.percentile(per_batch, 90)) if per_batch else None,
-        "token_lengths": n_tokens.tolist(),
-        "max_tokens": encoder.max_tokens,
-        "architecture": dict(encoder.artifact.manifest.get("architecture", {})),
-        "kb_points": kb.size if kb else 0,
-    }
-    return rows, sweep, facts
+
+    def sweep(n: int, sizes: tuple[int, ...]) -> dict[int, float]:
+        out = {}
+        for bs in sizes:
+            sample = [list(c) for c in batches(texts[:n], bs)]
+            out[bs] = n / timed(lambda s=sample: classify(s), warm_up=lambda: None)
+        return out
+
+    def facts() -> dict[str, Any]:
+        # One full batch (max_batch_size messages): the unit the latency target is stated in.
+        per_batch = [_seconds(lambda c=c: classifier.classify_texts(c)) for c in chunks if len(c) == size]
+        return {
+            "batch_seconds_median": float(np.median(per_batch)) if per_batch else None,
+            "batch_seconds_p90": float(np.percentile(per_batch, 90)) if per_batch else None,
+            "token_lengths": n_tokens.tolist(),
+            "max_tokens": encoder.max_tokens,
+            "architecture": dict(encoder.artifact.manifest.get("architecture", {})),
+            "kb_points": kb.size if kb else 0,
+        }
+
+    return FinsignalBench(timers, sweep, facts)
 
 
 def _seconds(fn: Callable[[], object]) -> float:

@@ -10,12 +10,12 @@ padded to each batch's longest text and truncated at ``max_tokens`` (the worker'
 from __future__ import annotations
 
 import os
-import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from bench.common import Row, batches, timed
+from bench.common import Row, Timer, batches, timed
 
 
 def _torch(num_threads: int) -> Any:
@@ -34,9 +34,9 @@ def _tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(base_model_path()))
 
 
-def finbert_rows(
+def finbert_timers(
     texts: list[str], per_message: int, batched: int, batch_size: int, max_tokens: int, num_threads: int
-) -> list[Row]:
+) -> list[Timer]:
     """1a: pipeline per message (the tutorial way); 1b: the same pipeline with ``batch_size``."""
     torch = _torch(num_threads)
     from transformers import BertConfig, BertForSequenceClassification, pipeline
@@ -46,51 +46,47 @@ def finbert_rows(
     tokenizer = _tokenizer()
     classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
     kwargs = {"truncation": True, "max_length": max_tokens}
-    lengths = _lengths(tokenizer, texts, max_tokens)
-    classify(texts[:2], **kwargs)  # warm-up: first calls allocate
+    sample, chunk = texts[:per_message], texts[:batched]
 
-    sample = texts[:per_message]
-    start = time.perf_counter()
-    for text in sample:
-        classify(text, **kwargs)
-    per_msg_s = time.perf_counter() - start
+    def one_by_one(items: list[str]) -> None:
+        for text in items:
+            classify(text, **kwargs)
 
-    chunk = texts[:batched]
-    start = time.perf_counter()
-    classify(chunk, batch_size=batch_size, **kwargs)
-    batched_s = time.perf_counter() - start
     note = "bert-base config, random weights (speed only); transformers pipeline, PyTorch fp32"
     return [
-        Row(
-            "1a",
-            "FinBERT-class pipeline, per message",
-            len(sample),
-            per_msg_s,
-            1,
-            float(lengths[: len(sample)].mean()),
-            note + f"; timed on a {len(sample)}-message sample",
+        Timer(
+            Row(
+                "1a",
+                "FinBERT-class pipeline, per message",
+                len(sample),
+                0.0,
+                1,
+                float(_lengths(tokenizer, sample, max_tokens).mean()),
+                note + f"; a {len(sample)}-message sample per round",
+            ),
+            lambda: one_by_one(sample),
+            lambda: one_by_one(sample[:2]),
         ),
-        Row(
-            "1b",
-            "FinBERT-class pipeline, batched",
-            len(chunk),
-            batched_s,
-            batch_size,
-            float(lengths[: len(chunk)].mean()),
-            note,
+        Timer(
+            Row(
+                "1b",
+                "FinBERT-class pipeline, batched",
+                len(chunk),
+                0.0,
+                batch_size,
+                float(_lengths(tokenizer, chunk, max_tokens).mean()),
+                note,
+            ),
+            lambda: classify(chunk, batch_size=batch_size, **kwargs),
+            lambda: classify(chunk[:batch_size], batch_size=batch_size, **kwargs),
         ),
     ]
 
 
-def minilm_torch_rows(
-    texts: list[str],
-    batch_size: int,
-    sweep_sizes: tuple[int, ...],
-    sweep_texts: int,
-    max_tokens: int,
-    num_threads: int,
-) -> tuple[Row, dict[int, float]]:
-    """Row 2 at ``batch_size`` plus msgs/s at each sweep size (for the throughput-vs-batch plot)."""
+def minilm_torch_timers(
+    texts: list[str], batch_size: int, max_tokens: int, num_threads: int
+) -> tuple[list[Timer], Callable[[int, tuple[int, ...]], dict[int, float]]]:
+    """Row 2 (timed by ``interleave``) and its batch-size sweep."""
     torch = _torch(num_threads)
     from worker.model_build.base_model import load_base_encoder
 
@@ -108,23 +104,25 @@ def minilm_torch_rows(
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 torch.nn.functional.normalize(pooled, dim=-1)
 
-    seconds = timed(lambda: run(texts, batch_size), warm_up=lambda: run(texts[:batch_size], batch_size))
-    lengths = _lengths(tokenizer, texts, max_tokens)
-    row = Row(
-        "2",
-        "dense all-MiniLM-L6-v2, PyTorch, batched",
-        len(texts),
-        seconds,
-        batch_size,
-        float(lengths.mean()),
-        "PyTorch fp32, SDPA attention, mean pooling",
+    timer = Timer(
+        Row(
+            "2",
+            "dense all-MiniLM-L6-v2, PyTorch, batched",
+            len(texts),
+            0.0,
+            batch_size,
+            float(_lengths(tokenizer, texts, max_tokens).mean()),
+            "PyTorch fp32, SDPA attention, mean pooling",
+        ),
+        lambda: run(texts, batch_size),
+        lambda: run(texts[:batch_size], batch_size),
     )
-    sample = texts[:sweep_texts]
-    sweep = {
-        size: len(sample) / timed(lambda s=size: run(sample, s), warm_up=lambda s=size: run(sample[:s], s))
-        for size in sweep_sizes
-    }
-    return row, sweep
+
+    def sweep(n: int, sizes: tuple[int, ...]) -> dict[int, float]:
+        sample = texts[:n]
+        return {s: n / timed(lambda s=s: run(sample, s), warm_up=lambda: None) for s in sizes}
+
+    return [timer], sweep
 
 
 def _lengths(tokenizer: Any, texts: list[str], max_tokens: int) -> np.ndarray:

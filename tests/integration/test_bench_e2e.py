@@ -19,7 +19,7 @@ def test_row5_end_to_end_and_paced(
     settings = settings_factory(max_batch_delay_ms=10)
     texts = load_texts(64)
     rows, facts = e2e_rows(
-        settings, texts, n=150, paced_n=60, batch_seconds=0.05, mean_tokens=20.0,
+        settings, texts, n=150, rounds=2, paced_n=60, batch_seconds=0.05, mean_tokens=20.0,
         services=Stack(kafka_bootstrap, redis_url),
     )  # fmt: skip
     full, paced = rows
@@ -32,3 +32,5 @@ def test_row5_end_to_end_and_paced(
     for lat in (full.extra["latency_ms"], paced.extra["latency_ms"]):
         assert 0 <= lat["p50"] <= lat["p99"] <= lat["max"]
     assert len(facts["latency_full_ms"]) == 150 and facts["p99_over_batch"] > 0
+    assert len(full.extra["rounds_msgs_per_s"]) == 2  # the row is the best of its rounds
+    assert full.msgs_per_s == pytest.approx(max(full.extra["rounds_msgs_per_s"]), abs=0.01)
