@@ -29,6 +29,7 @@ from relharness import (
 from worker.embedded import EmbeddedBroker, create_topics, start_tansu
 
 PARTITIONS = 3
+READY_AGAIN_LIMIT_S = 20.0
 
 
 @pytest.fixture
@@ -92,5 +93,7 @@ def test_broker_unreachable_then_back_worker_not_ready_meanwhile_and_resumes_by_
     assert worker.running and worker.starts == 1, "the worker must resume without being restarted"
     assert 503 in during, f"/readyz never said not-ready during a {outage_s:.0f} s outage: {during}"
     assert ready_again is not None, "never ready again"
+    # Reconnects back off to at most 5 s (worker/app.py), then the group is re-joined.
+    assert ready_again - up_at <= READY_AGAIN_LIMIT_S, f"ready again only {ready_again - up_at:.0f} s later"
     assert "no connection to any Kafka broker; not ready" in log
     assert "Kafka broker reachable again" in log
