@@ -176,6 +176,24 @@ class Settings(BaseSettings):
         ge=0,
         description="on start, re-read signals this far back (event time) to rebuild alert state",
     )
+    alert_partition_idle_s: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "a signals partition with no record for this long (processing time) and caught up to its "
+            "end stops holding back the alert stage's watermark (min over active partitions)"
+        ),
+    )
+    alert_reorder_max_records: int = Field(
+        50_000,
+        ge=1,
+        description="signals held for event-time order across partitions; over it the oldest go early",
+    )
+    alert_reorder_max_wait_s: float = Field(
+        120.0,
+        gt=0,
+        description="longest a signal waits (processing time) for the other partitions' watermarks",
+    )
 
     # --- Operations --------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="address of the /metrics, /healthz, /readyz server")

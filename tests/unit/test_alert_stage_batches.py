@@ -1,4 +1,5 @@
-"""The alert stage's batch step with stand-in Kafka clients: confirm, then commit; never re-publish."""
+"""The alert stage's batch step with stand-in Kafka clients: confirm, then commit; never re-publish;
+event-time order across partitions through the reorder buffer, and nothing held is committed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import orjson
 import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata
 
 from worker.alerts import metrics
 from worker.alerts.engine import AlertEngine, format_time
@@ -46,11 +48,27 @@ class Producer:
 
 
 class Consumer:
+    """Every partition is read to its end (position == highwater): idle once quiet for long enough."""
+
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, Any]] = []
 
     def commit(self, offsets: dict[TopicPartition, Any]) -> None:
         self.commits.append(offsets)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return 0
+
+    def position(self, tp: TopicPartition) -> int:
+        return 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def signal_bytes(i: int, t: float, p: float) -> bytes:
@@ -76,8 +94,9 @@ def burst_records() -> list[Record]:
     return records
 
 
-def stage_with(producer: Producer) -> tuple[AlertStage, Consumer]:
-    stage = AlertStage(load_settings(alerts_topic="alerts.t", alert_top_messages=2))
+def stage_with(producer: Producer, clock: Clock | None = None) -> tuple[AlertStage, Consumer]:
+    settings = load_settings(alerts_topic="alerts.t", alert_top_messages=2, alert_partition_idle_s=5)
+    stage = AlertStage(settings, monotonic=clock or Clock())
     consumer = Consumer()
     stage._consumer = consumer  # type: ignore[assignment]
     stage._producer = producer  # type: ignore[assignment]
@@ -123,23 +142,65 @@ def test_a_failed_send_commits_nothing() -> None:
     assert producer.sent and consumer.commits == []
 
 
-def test_a_batch_is_merged_across_partitions_by_event_time() -> None:
+def test_partitions_are_merged_by_event_time_and_held_records_are_not_committed() -> None:
     # The consumer hands a batch over partition by partition: partition 1 first, whose newest event
-    # is ten minutes after partition 0's burst. Fed in that order the burst would be late; merged by
-    # event time it fires, and each partition commits after its highest offset.
+    # is ten minutes after partition 0's burst. Fed in that order the burst would be late; through
+    # the reorder buffer it fires, and partition 1's events newer than partition 0's stay held.
     producer = Producer()
-    stage, consumer = stage_with(producer)
+    clock = Clock()
+    stage, consumer = stage_with(producer, clock)
+    stage.reorder.track([TopicPartition("signals", 0), TopicPartition("signals", 1)], now=0.0)
     history = [Record(i, signal_bytes(i, T0 + 600 * i, 0.05)) for i in range(6)]
     stage._process_live(history)
+    assert producer.sent == [] and consumer.commits == []  # partition 1 has not spoken yet: all held
+
     other = [Record(i, signal_bytes(100 + i, T0 + 3600 + 60 * i, 0.05), partition=1) for i in range(12)]
     burst = [Record(6 + i, signal_bytes(6 + i, T0 + 3600 + 10 * i, 0.95)) for i in range(10)]
+    clock.now = 1.0
     stage._process_live(other + burst)
     assert stage.engine.late_events == 0
     assert "entity:ACME" in [p["key"] for _, _, p in producer.sent if p["status"] == "firing"]
+    # partition 0 is done to its end; partition 1 only up to its first record still held (event
+    # time T0+3720 > partition 0's newest, T0+3690): a crash now must read that one again
+    assert len(stage.reorder) == 10
+    assert consumer.commits[-1] == {
+        TopicPartition("signals", 0): OffsetAndMetadata(16, "", -1),
+        TopicPartition("signals", 1): OffsetAndMetadata(2, "", -1),
+    }
+
     # the control: the same records in the order they were handed over make the burst late
     engine = AlertEngine(stage.config)
     for record in history + other + burst:
         engine.process(parse_signal(orjson.loads(record.value)))
     assert engine.late_events >= 5
-    last = consumer.commits[-1]
-    assert last[TopicPartition("signals", 0)].offset == 16 and last[TopicPartition("signals", 1)].offset == 12
+
+    # Quiet polls: nothing moves until both partitions have been idle for alert_partition_idle_s.
+    commits = len(consumer.commits)
+    clock.now = 5.9
+    stage._handle({})
+    assert len(stage.reorder) == 10 and len(consumer.commits) == commits
+    clock.now = 6.0
+    stage._handle({})
+    assert len(stage.reorder) == 0 and stage.engine.late_events == 0
+    assert consumer.commits[-1] == {TopicPartition("signals", 1): OffsetAndMetadata(12, "", -1)}
+
+
+def test_a_partition_behind_its_end_holds_the_others_back() -> None:
+    producer = Producer()
+    clock = Clock()
+    stage, consumer = stage_with(producer, clock)
+    behind = TopicPartition("signals", 1)
+    consumer.highwater = lambda tp: 50 if tp == behind else 0  # type: ignore[method-assign]
+    stage.reorder.track([TopicPartition("signals", 0), behind], now=0.0)
+    stage._process_live(burst_records())
+    clock.now = 60.0
+    stage._handle({})
+    assert producer.sent == [] and len(stage.reorder) == 16  # partition 1 still has records to give
+    assert consumer.commits == []  # nothing released: nothing to commit
+    clock.now = 121.0  # alert_reorder_max_wait_s (120 s) bounds the wait: forced out, counted
+    forced = metrics.REORDER_FORCED._value.get()
+    stage._handle({})
+    assert len(stage.reorder) == 0 and stage.reorder.forced == 16
+    assert metrics.REORDER_FORCED._value.get() == forced + 16
+    assert sorted(p["key"] for _, _, p in producer.sent) == ["entity:ACME", "topic:Markets"]
+    assert consumer.commits[-1] == {TopicPartition("signals", 0): OffsetAndMetadata(100, "", -1)}

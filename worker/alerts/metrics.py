@@ -30,3 +30,13 @@ DUPLICATES_SUPPRESSED = _metric(
 )
 ALERT_KEYS = _metric(Gauge, "finsignal_alerts_keys", "keys (topics and entities) the alert engine tracks")
 FIRING = _metric(Gauge, "finsignal_alerts_firing", "keys with a firing alert")
+REORDER_HELD = _metric(
+    Gauge,
+    "finsignal_alerts_reorder_held",
+    "signals waiting in the reorder buffer for the stage watermark (min over active partitions)",
+)
+REORDER_FORCED = _metric(
+    Counter,
+    "finsignal_alerts_reorder_forced",
+    "signals released before the watermark passed them (alert_reorder_max_records / _max_wait_s)",
+)

@@ -8,10 +8,15 @@ Start (and every partition assignment):
    up to the committed offset, so windows and baselines are rebuilt without re-alerting;
 3. reconcile the engine's episodes with the published alerts (the alerts topic is the truth), then go
    live from the committed offsets.
-Live: each polled batch goes through the engine (merged across partitions by event time); new
-alerts are produced keyed by the alert key, the producer is flushed and every send confirmed, and
-only then are the batch's offsets committed (at-least-once; a replayed alert has the same id and is
-recognisable, and step 1 suppresses it).
+Event-time order across partitions (``worker.alerts.reorder``): partitions are read at different
+paces, so one can run hours ahead in event time; fed as read, the others' events would be late.
+Records wait in a reorder buffer until the stage watermark (min over the active partitions of the
+newest event time seen on each; idle, caught-up partitions excluded) passes them, and reach the
+engine in event-time order. The silent replay of step 2 goes through its own buffer the same way.
+Live: released events go through the engine; new alerts are produced keyed by the alert key, the
+producer is flushed and every send confirmed, and only then are offsets committed, per partition up
+to its first record still held in the buffer (at-least-once: a held record is never committed; a
+replayed alert has the same id and is recognisable, and step 1 suppresses it).
 
 Limitation: a signal counts for its topic key and its entity keys, but Kafka partitions it by one
 key, so a topic key's signals are spread over partitions. Run ONE alert-stage consumer (role alert
@@ -30,11 +35,13 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from worker.alerts import metrics
-from worker.alerts.engine import Alert, AlertConfig, AlertEngine, SignalEvent
+from worker.alerts.engine import Alert, AlertConfig, AlertEngine
 from worker.alerts.payload import alert_payload, format_alert_line
+from worker.alerts.reorder import ReorderBuffer
 from worker.alerts.signals import SignalError, parse_signal, parse_time
 from worker.config import Settings
 
@@ -123,20 +130,12 @@ def _seek_to_time(consumer: KafkaConsumer, tps: list[TopicPartition], since: flo
     return starts
 
 
-def _event_order(events: list[SignalEvent]) -> list[SignalEvent]:
-    """A polled batch in event-time order (stable). The consumer hands records over partition by
-    partition; fed that way, one partition's newer events would move the event-time clock ahead and
-    make the other partitions' events of the same minutes late. Merging each batch avoids that when
-    the partitions are consumed at similar paces (a partition far behind still turns late)."""
-    return sorted(events, key=lambda event: event.event_time)
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self) -> None:
         self.assigned: set[TopicPartition] | None = None
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Offsets are committed at the end of every batch, so nothing is pending between polls.
+        # Records still in the reorder buffer were never committed: the next owner reads them again.
         pass
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -147,12 +146,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class AlertStage:
     """``AlertStage(settings).run(stop_event)``: blocks until ``stop_event`` is set."""
 
-    def __init__(self, settings: Settings, wall_clock: Any = time.time) -> None:
+    def __init__(
+        self, settings: Settings, wall_clock: Any = time.time, monotonic: Any = time.monotonic
+    ) -> None:
         self.settings = settings
         self.config = AlertConfig.from_settings(settings)
         self.engine = AlertEngine(self.config)
         self.ready = threading.Event()  # set once the state is rebuilt and the stage is live
         self._clock = wall_clock
+        self._monotonic = monotonic  # processing time, for partition idleness and the buffer's wait bound
+        self.reorder: ReorderBuffer[TopicPartition] = self._new_reorder(settings.alert_partition_idle_s)
+        self._replay: ReorderBuffer[TopicPartition] = self._new_reorder(0.0)
+        self._committed: dict[TopicPartition, int] = {}
         self._published: set[tuple[str, str]] = set()
         self._latest: dict[str, dict[str, Any]] = {}  # key -> its newest published alert
         self._replay_from = -math.inf
@@ -222,6 +227,12 @@ class AlertStage:
         self.engine = AlertEngine(self.config)
         self._buffer = []
         tps = sorted(assigned)
+        # Fresh buffers: what the old assignment held was never committed and is read again.
+        self.reorder = self._new_reorder(self.settings.alert_partition_idle_s)
+        self.reorder.track(tps, self._monotonic())
+        self._replay = self._new_reorder(0.0)  # a partition is done once it reached its committed offset
+        self._replay.track(tps, self._monotonic())
+        self._committed = {}
         now = self._clock()
         horizon = self.settings.alert_rebuild_horizon_s
         self._replay_from = now - horizon
@@ -262,6 +273,14 @@ class AlertStage:
 
     def _finish_rebuild(self) -> None:
         engine = self.engine
+        for event in self._replay.drain():  # every partition reached its committed offset
+            engine.process(event)
+        if self._replay.forced:
+            log.warning(
+                "alert stage: %d replayed signals left the reorder buffer early (over "
+                "alert_reorder_max_records or alert_reorder_max_wait_s); some may have counted late",
+                self._replay.forced,
+            )
         firing = engine.firing()
         for key, payload in self._latest.items():
             try:
@@ -294,33 +313,48 @@ class AlertStage:
         buffered, self._buffer = self._buffer, []
         log.info("alert stage: live (%d keys, %d firing)", engine.key_count, len(engine.firing()))
         self.ready.set()
-        if buffered:
-            self._process_live(buffered)
+        self._process_live(buffered)
 
     # --- batches ------------------------------------------------------------------------------
     def _handle(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         consumer = self._consumer
         assert consumer is not None
         if not self._rebuilding:
-            live = [record for records in batch.values() for record in records]
-            if live:
-                self._process_live(live)
+            # Also on an empty poll: partitions turn idle with time and release what they held back.
+            self._process_live([record for records in batch.values() for record in records])
             return
-        replay = []
+        now = self._monotonic()
         for tp, records in batch.items():
             until = self._silent_until.get(tp, 0)
             for record in records:
                 if record.offset < until:
                     event = self._parse(record, count_invalid=False)
-                    if event is not None and event.event_time >= self._replay_from:
-                        replay.append(event)
+                    if event is not None and event.event_time < self._replay_from:
+                        event = None
+                    self._replay.add(tp, record.offset, event, now)
                 else:
                     self._buffer.append(record)
             if records and records[-1].offset >= until:
                 consumer.pause(tp)  # caught up: wait for the other partitions
-        for event in _event_order(replay):
+        silent_until = self._silent_until
+        for event in self._replay.release(now, lambda tp: consumer.position(tp) >= silent_until.get(tp, 0)):
             self.engine.process(event)  # alerts of the past were published then
         self._maybe_finish_rebuild()
+
+    def _new_reorder(self, idle_s: float) -> ReorderBuffer[TopicPartition]:
+        settings = self.settings
+        return ReorderBuffer(idle_s, settings.alert_reorder_max_records, settings.alert_reorder_max_wait_s)
+
+    def _caught_up(self, tp: TopicPartition) -> bool:
+        """The partition's position is at its end (as far as the fetch responses tell)."""
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            highwater = consumer.highwater(tp)
+            # No fetch answer yet: only the idle timer decides (an empty partition must not stall us).
+            return highwater is None or consumer.position(tp) >= highwater
+        except KafkaError:  # no longer assigned: the rebalance resets the buffer anyway
+            return True
 
     def _parse(self, record: Any, count_invalid: bool = True) -> Any:
         try:
@@ -341,20 +375,19 @@ class AlertStage:
     def _process_live(self, records: list[Any]) -> None:
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
-        engine = self.engine
-        late_before = engine.late_events
+        engine, reorder = self.engine, self.reorder
+        late_before, forced_before = engine.late_events, reorder.forced
         outgoing: list[Alert] = []
-        offsets: dict[TopicPartition, int] = {}
-        events = []
+        now = self._monotonic()
         for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-            event = self._parse(record)
-            if event is not None:
-                events.append(event)
-        for event in _event_order(events):
+            reorder.add(
+                TopicPartition(record.topic, record.partition), record.offset, self._parse(record), now
+            )
+        for event in reorder.release(now, self._caught_up):
             outgoing.extend(engine.process(event))
         metrics.LATE_EVENTS.inc(engine.late_events - late_before)
+        metrics.REORDER_FORCED.inc(reorder.forced - forced_before)
+        metrics.REORDER_HELD.set(len(reorder))
         futures = []
         sent: list[tuple[Alert, dict[str, Any]]] = []
         for alert in outgoing:
@@ -378,7 +411,10 @@ class AlertStage:
             else:
                 metrics.ALERTS_RESOLVED.inc()
             log.info("alert: %s", format_alert_line(payload))
+        # Only now (alerts confirmed): up to each partition's first record still held in the buffer.
+        offsets = {tp: o for tp, o in reorder.commit_offsets().items() if self._committed.get(tp) != o}
         if offsets:
             consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+            self._committed.update(offsets)
         metrics.ALERT_KEYS.set(engine.key_count)
         metrics.FIRING.set(len(engine.firing()))

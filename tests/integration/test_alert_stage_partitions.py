@@ -1,0 +1,200 @@
+"""The alert stage on three partitions of a real broker (Tansu), one partition hours ahead in event time.
+
+A burst spread over the three partitions, replayed at full speed while partition 2 runs hours ahead of
+the others: the reorder buffer releases events in event-time order, so the burst fires exactly once
+with no late events, and every offset is committed once everything is released. A control replays the
+stage's own polled batches through a plain engine the way the stage did before watermarks (each batch
+merged by event time): it must show the disorder this test is about.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from worker.alerts.engine import AlertEngine, SignalEvent, format_time
+from worker.alerts.stage import AlertStage, read_alerts
+from worker.config import Settings
+from worker.embedded import create_topics
+from worker.schemas import schema_dir
+
+KEY = "entity:ACME"
+EXAMPLE = json.loads((schema_dir() / "examples" / "signal.example.json").read_text())
+PARTITIONS = 3
+
+
+def signal(
+    signal_id: str, t: float, p_negative: float, topic: str = "Markets", acme: bool = True
+) -> dict[str, Any]:
+    s = copy.deepcopy(EXAMPLE)
+    s["id"] = signal_id
+    s["published_at"] = format_time(t)
+    s["processed_at"] = format_time(t + 0.5)
+    s["topic"] = {"label": topic, "probability": 0.8, "kb_only": False}
+    s["topics"] = [{"label": topic, "probability": 0.8}]
+    rest = round((1.0 - p_negative) / 2, 4)
+    s["sentiment"] = {
+        "label": "negative" if p_negative >= 0.5 else "neutral",
+        "probability": max(p_negative, rest),
+        "probabilities": {"negative": p_negative, "neutral": rest, "positive": rest},
+    }
+    if not acme:
+        s["entities"] = []  # counts for its topic only
+    return s
+
+
+def partitioned_stream(burst_start: float, now: float) -> list[list[dict[str, Any]]]:
+    """Partitions 0 and 1: 3 h of history before the burst and 15 min after it; partition 2 starts
+    20 min before the burst and runs to now (hours ahead of the others at every offset). The burst's
+    30 messages are dealt round-robin over all three. About 2,700 signals: several polls' worth."""
+    parts: list[list[tuple[float, dict[str, Any]]]] = [[] for _ in range(PARTITIONS)]
+    t, i = burst_start - 3 * 3600, 0
+    while t < burst_start - 60:  # ACME at 12/h, one in five of those negative; markets every 15 s
+        if i % 20 == 0:
+            message = signal(f"h{i}", t, 0.9 if (i // 20) % 5 == 0 else 0.05)
+        else:
+            message = signal(f"m{i}", t, 0.1, acme=False)
+        parts[(i // 20) % 2 if i % 20 == 0 else i % 2].append((t, message))
+        t, i = t + 15, i + 1
+    for i in range(30):  # 6 per minute for 5 minutes; topics rotate so no topic surges
+        t = burst_start + 10 * i
+        parts[i % PARTITIONS].append((t, signal(f"b{i}", t, 0.92, topic=f"Story {i % 10}")))
+    t, i = burst_start + 300, 0
+    while t < burst_start + 900:
+        parts[i % 2].append((t, signal(f"t{i}", t, 0.1, acme=False)))
+        t, i = t + 20, i + 1
+    t, i = burst_start - 1200, 0
+    while t < now - 60:
+        parts[2].append((t, signal(f"a{i}", t, 0.1, acme=False)))
+        t, i = t + 5, i + 1
+    return [[message for _, message in sorted(part, key=lambda item: item[0])] for part in parts]
+
+
+class RecordingStage(AlertStage):
+    """The stage, keeping each live poll's events in the order they were handed over."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.polls: list[list[SignalEvent]] = []
+        self._poll: list[SignalEvent] | None = None
+
+    def _process_live(self, records: list[Any]) -> None:
+        self._poll = []
+        try:
+            super()._process_live(records)
+        finally:
+            if self._poll:
+                self.polls.append(self._poll)
+            self._poll = None
+
+    def _parse(self, record: Any, count_invalid: bool = True) -> Any:
+        event = super()._parse(record, count_invalid)
+        if event is not None and self._poll is not None:
+            self._poll.append(event)
+        return event
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def produce_ahead(settings: Settings, parts: list[list[dict[str, Any]]]) -> None:
+    """Full speed, partitions written side by side; partition 2 gets three records per turn, so it
+    runs ahead of the others in event time (as a classify stage does when its inputs are skewed)."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    queues = [list(part) for part in parts]
+    first = True
+    while any(queues):
+        for partition, queue in enumerate(queues):
+            for _ in range(3 if partition == 2 else 1):
+                if queue:
+                    message = queue.pop(0)
+                    producer.send(
+                        settings.signals_topic,
+                        key=KEY.encode(),
+                        value=orjson.dumps(message),
+                        partition=partition,
+                    )
+        if first:  # every partition has its first record in before partition 2 runs ahead
+            producer.flush(10)
+            first = False
+    producer.flush(10)
+    producer.close()
+
+
+def committed_offsets(settings: Settings) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        offsets = admin.list_group_offsets({settings.alert_group_id: None}).get(settings.alert_group_id, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.signals_topic}
+
+
+def test_a_burst_over_three_partitions_with_one_hours_ahead_fires_once_without_late_events(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory()
+    create_topics(settings.kafka_bootstrap, [settings.signals_topic], PARTITIONS)
+    now = time.time()
+    burst_start = now - 2 * 3600 - 15 * 60
+    parts = partitioned_stream(burst_start, now)
+    total = sum(len(part) for part in parts)
+
+    stage = RecordingStage(settings)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            stage.run(stop)
+        except BaseException as exc:  # surfaced in the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="alert-stage", daemon=True)
+    thread.start()
+    try:
+        wait_for("the stage to go live", stage.ready.is_set, timeout_s=60)
+        produce_ahead(settings, parts)
+        wait_for(
+            "every signal released", lambda: stage.engine.events == total and len(stage.reorder) == 0, 90
+        )
+        wait_for("firing and resolved", lambda: len(read_alerts(settings, idle_s=0.3, timeout_s=10)) >= 2, 60)
+        ends = [len(part) for part in parts]
+        wait_for("every offset committed", lambda: committed_offsets(settings) == dict(enumerate(ends)), 30)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive() and not errors, errors
+
+    alerts = read_alerts(settings, idle_s=0.3, timeout_s=10)
+    assert [(a["status"], a["key"]) for a in alerts] == [("firing", KEY), ("resolved", KEY)]
+    assert alerts[0]["id"] == alerts[1]["id"]
+    assert alerts[0]["window_start"] <= format_time(burst_start + 60)
+    assert stage.engine.late_events == 0
+    assert stage.reorder.forced == 0
+
+    # The control: the same polls, each merged by event time (the stage before watermarks). Partition 2
+    # ran ahead across polls, so hundreds of the others' events come too late (690-730 in our runs).
+    assert sum(len(poll) for poll in stage.polls) == total
+    control = AlertEngine(stage.config)
+    for poll in stage.polls:
+        for event in sorted(poll, key=lambda e: e.event_time):
+            control.process(event)
+    sizes = [len(poll) for poll in stage.polls]
+    assert control.late_events > 100, (
+        f"partition 2 did not run ahead ({control.late_events} late, polls {sizes})"
+    )
