@@ -35,6 +35,7 @@ from worker.classifier import Classifier
 from worker.config import Settings
 from worker.decode import DecodeFailure, NewsEvent, decode_event, dlq_headers
 from worker.health import Health
+from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 from worker.signals import build_signal, merge_entities, utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -306,8 +307,21 @@ class Worker:
                     },
                     processed_at=processed_at,
                 )
+                record = item.record
+                # Where the signal came from: the alert stage keeps one event-time watermark per input
+                # partition (each is in order), since a signals partition mixes several of them.
+                source = [
+                    (DLQ_SOURCE_TOPIC, record.topic.encode()),
+                    (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
+                    (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
+                ]
                 sends.append(
-                    producer.send(s.signals_topic, key=signal["key"].encode(), value=orjson.dumps(signal))
+                    producer.send(
+                        s.signals_topic,
+                        key=signal["key"].encode(),
+                        value=orjson.dumps(signal),
+                        headers=source,
+                    )
                 )
             metrics.BATCH_SIZE.observe(len(valid))
             metrics.INFERENCE_SECONDS.observe(classified.seconds)

@@ -146,9 +146,11 @@ def test_n_events_in_n_valid_signals_out_and_offsets_committed(
         records = read_topic(settings, settings.signals_topic, n)
         signals = [orjson.loads(value) for _, value, _ in records]
         assert sorted(s["id"] for s in signals) == sorted(str(e["id"]) for e in events)
-        for (key, _, _), signal in zip(records, signals, strict=True):
+        for (key, _, headers), signal in zip(records, signals, strict=True):
             validate("signal", signal)
             assert key == signal["key"].encode()
+            assert headers["finsignal.source.topic"] == settings.input_topic
+            assert int(headers["finsignal.source.partition"]) in range(PARTITIONS)
             assert signal["kb_version"] == kb_store.current_version()
             assert signal["evidence"], "the default KB should give evidence for financial headlines"
         by_id = {s["id"]: s for s in signals}
