@@ -34,8 +34,10 @@ finsignal and finsignal itself, and compares them with the machine's own limit:
 1. a FinBERT-class classifier (bert-base shape, **random weights: only speed is measured**) through the
    transformers `pipeline("text-classification")`, per message as in most tutorials (1a) and batched (1b);
 2. the dense all-MiniLM-L6-v2 sentence encoder in PyTorch, batched;
-3. the same dense encoder exported to ONNX and quantised to INT8, batched (3s: with finsignal's batching);
-4. finsignal's pruned INT8 encoder + KB fusion over the default KB, no Kafka (4e: the encoder alone);
+3. the same dense encoder exported to ONNX and quantised to INT8, batched (3s: length-sorted sub-batches
+   of at most 1024 padded tokens, to show what splitting by length is worth);
+4. finsignal's pruned INT8 encoder + KB fusion over the default KB, no Kafka (4e: the encoder alone;
+   4t: the encoder with `max_batch_tokens` 1024 instead of the default 8192, a what-if);
 5. finsignal end to end through a Kafka-protocol broker (embedded Tansu, Redis, default KB): first
    produce to last signal, and latency at 50% of that rate (5p); `--scaling`: 1 vs 2 worker processes;
 6. the machine's limit: the encoder's FLOPs per message (from its shapes and the measured token counts)
@@ -45,9 +47,11 @@ Texts: `bench/data/texts.jsonl`, 3,000 synthetic headlines, tweets, news ledes a
 by `bench/make_texts.py` (fixed seed). Every row truncates at the worker's `max_tokens` (128) or the
 model's own cap (64 for the shipped pruned encoder); "tokens/msg" is what each model was fed.
 
-Reproduce: `finsignal bench` (full, about 10 minutes on 2 cores; `--scaling` adds the 2-process run),
-`finsignal bench --quick` (smoke). Figures are from a shared 2-core machine, so absolute numbers are
-noisy: read the ratios, which come from one run.
+Rows 1-4 are timed in interleaved rounds (1a 1b 2 3 3s 4 4e 4t, again, again) and each keeps its best
+round; row 5 is the best of three runs. Reproduce: `finsignal bench` (full; about 10 minutes on an idle
+2-core machine, `--scaling` adds the 1 vs 2 process run), `finsignal bench --quick` (smoke). The figures
+below come from a shared 2-core machine that other jobs kept busy (load average 5-10), so absolute
+numbers are low and noisy: read the ratios, which come from one run.
 """
 
 
@@ -139,10 +143,11 @@ def run(settings: Settings, options: Options, command: str = "finsignal bench") 
                 lambda: e2e_rows(
                     settings,
                     texts,
-                    plan.e2e_messages,
-                    plan.paced_messages,
-                    facts["batch_seconds_median"],
-                    _mean_tokens(rows),
+                    n=plan.e2e_messages,
+                    rounds=plan.e2e_rounds,
+                    paced_n=plan.paced_messages,
+                    batch_seconds=facts["batch_seconds_median"],
+                    mean_tokens=_mean_tokens(rows),
                 ),
             )
             rows += five
