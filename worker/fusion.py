@@ -26,8 +26,10 @@ exemplar (cosine > 0.9) dominates and weak matches (cosine < 0.75) barely move t
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,11 @@ DEFAULT_MAX_CENTROIDS = 64  # router centroids per (small) group: bounds routing
 DEFAULT_IVF_MIN_POINTS = 4096  # groups at least this large are searched through inverted lists
 DEFAULT_LIST_SIZE = 256  # target points per inverted list
 DEFAULT_NPROBE = 3  # inverted lists scored per routed (large) group
+# BLAS threads while fusing: its matmuls are small (a few rows x a few hundred points), so threads only
+# add hand-offs; on 2 shared cores OpenBLAS's spinning threads made a batch ~7x slower (docs/INTERNALS.md).
+FUSION_BLAS_THREADS = 1
+SLOT_WIDTH = 512  # candidates kept per (message, probed list) before the overall top-m
+KMEANS_SAMPLE_PER_CENTROID = 32  # rows per centroid that k-means fits on (all rows are then assigned)
 
 
 class FusionError(ValueError):
@@ -169,6 +176,9 @@ class KnowledgeIndex:
         self.list_centroid = np.zeros(0, dtype=np.int64)  # router centroid column; -1: use group score
         self.list_vectors: tuple[np.ndarray, ...] = ()  # views into the group matrices
         self.list_points: tuple[np.ndarray, ...] = ()  # list row -> position in entries
+        self.max_list_len = 0
+        self.list_point_flat = np.zeros(0, dtype=np.int64)  # list_points concatenated
+        self.list_offset = np.zeros(0, dtype=np.int64)  # start of each list in list_point_flat
         self.point_log_weight = np.zeros(0, dtype=np.float32)
         self.point_kind = np.zeros(0, dtype=np.int64)
         self.point_topic = np.zeros(0, dtype=np.int64)  # -1: no topic
@@ -208,7 +218,8 @@ class KnowledgeIndex:
         self.dim = int(vectors.shape[1])
         self.sentiments = tuple(sentiments)
         self.n_head_topics = len(head_topics)
-        kb_only = sorted({e.topic for e in entries if e.topic and e.topic not in set(head_topics)})
+        head_set = set(head_topics)
+        kb_only = sorted({e.topic for e in entries if e.topic and e.topic not in head_set})
         self.topics = tuple(head_topics) + tuple(kb_only)
         topic_pos = {t: i for i, t in enumerate(self.topics)}
         sentiment_pos = {s: i for i, s in enumerate(self.sentiments)}
@@ -225,7 +236,8 @@ class KnowledgeIndex:
         )
 
         self.groups = tuple(sorted({e.group for e in entries}))
-        group_of = np.array([self.groups.index(e.group) for e in entries] if entries else [], dtype=np.int64)
+        group_pos = {g: i for i, g in enumerate(self.groups)}
+        group_of = np.fromiter((group_pos[e.group] for e in entries), dtype=np.int64, count=len(entries))
         group_vectors, group_points, centroids, starts = [], [], [], []
         list_group, list_bounds, list_centroid = [], [], []
         n_centroids = 0
@@ -271,6 +283,12 @@ class KnowledgeIndex:
             group_points[g][lo:hi] for g, (lo, hi) in zip(list_group, list_bounds, strict=True)
         )
         self.router_starts = np.array(starts, dtype=np.int64)
+        lengths = self.list_bounds[:, 1] - self.list_bounds[:, 0]
+        self.max_list_len = int(lengths.max(initial=0))
+        self.list_offset = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.list_point_flat = (
+            np.concatenate(self.list_points).astype(np.int64) if self.list_points else np.zeros(0, np.int64)
+        )
         return self
 
     @classmethod
@@ -293,15 +311,35 @@ class KnowledgeIndex:
         }
 
 
-def _spherical_kmeans(matrix: np.ndarray, k: int, iterations: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Unit centroids and assignments; deterministic init (evenly spaced rows), empty clusters kept."""
-    init = np.linspace(0, len(matrix) - 1, k).astype(np.int64)
-    cent = matrix[init].copy()
+def _spherical_kmeans(
+    matrix: np.ndarray, k: int, iterations: int = 8, sample_per_centroid: int = KMEANS_SAMPLE_PER_CENTROID
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit centroids and assignments of every row; deterministic (evenly spaced rows).
+
+    Centroids are fitted on at most ``sample_per_centroid * k`` evenly spaced rows, then every row is
+    assigned once: an iteration costs O(k^2 d) instead of O(n k d), which keeps a 100,000-point reload
+    within seconds (the lists only steer the search; the scoring inside a list stays exact). A cluster
+    left empty restarts at the worst-served row, so a group keeps about k lists.
+    """
+    n = len(matrix)
+    fit = matrix
+    if n > sample_per_centroid * k:
+        fit = matrix[np.linspace(0, n - 1, sample_per_centroid * k).astype(np.int64)]
+    cent = fit[np.linspace(0, len(fit) - 1, k).astype(np.int64)].copy()
     for _ in range(iterations):
-        assign = np.argmax(matrix @ cent.T, axis=1)
-        sums = (assign[None, :] == np.arange(k)[:, None]).astype(np.float32) @ matrix
-        keep = np.bincount(assign, minlength=k) > 0
-        cent[keep] = sums[keep] / np.maximum(np.linalg.norm(sums[keep], axis=1, keepdims=True), 1e-12)
+        sims = fit @ cent.T
+        assign = np.argmax(sims, axis=1)
+        # Per-cluster sums by sorting once (O(n d)), not a (k, n) one-hot matmul (O(n k d)).
+        order = np.argsort(assign, kind="stable")
+        counts = np.bincount(assign, minlength=k)
+        keep = counts > 0
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[keep]
+        sums = np.add.reduceat(fit[order], starts, axis=0)
+        cent[keep] = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        empty = np.flatnonzero(~keep)
+        if len(empty):
+            worst = np.argsort(sims[np.arange(len(fit)), assign], kind="stable")[: len(empty)]
+            cent[empty[: len(worst)]] = fit[worst]
     assign = np.argmax(matrix @ cent.T, axis=1)
     return np.ascontiguousarray(cent, dtype=np.float32), assign
 
@@ -342,6 +380,37 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
 
+_blas: Any = None  # threadpoolctl's BLAS controllers, found once per process (False: not available)
+_blas_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def blas_threads(limit: int | None) -> Iterator[None]:
+    """Limit BLAS threads inside the block (threadpoolctl; a no-op without it or with ``limit=None``).
+
+    The limit is process-wide while it lasts (OpenBLAS has one setting), which is what we want here: the
+    classify thread is the only BLAS user on the hot path.
+    """
+    global _blas
+    if limit is None:
+        yield
+        return
+    if _blas is None:
+        with _blas_lock:
+            if _blas is None:
+                try:
+                    from threadpoolctl import ThreadpoolController
+                except ImportError:
+                    _blas = False
+                else:
+                    _blas = ThreadpoolController().select(user_api="blas")
+    if _blas is False:
+        yield
+        return
+    with _blas.limit(limits=limit):
+        yield
+
+
 class Fusion:
     def __init__(
         self,
@@ -351,6 +420,7 @@ class Fusion:
         top_m: int,
         top_groups: int,
         nprobe: int = DEFAULT_NPROBE,
+        blas_limit: int | None = FUSION_BLAS_THREADS,
     ) -> None:
         if top_m < 1 or top_groups < 1 or nprobe < 1:
             raise FusionError(f"kb_top_m and kb_top_groups must be >= 1 (got {top_m}, {top_groups})")
@@ -360,6 +430,7 @@ class Fusion:
         self.top_m = top_m
         self.top_groups = top_groups
         self.nprobe = nprobe
+        self.blas_limit = blas_limit
         self._gate_w = {task: params.gates[task].vector() for task in TASKS}
         self._gate_b = {task: float(params.gates[task].bias) for task in TASKS}
         kinds = np.zeros(len(ENTRY_KINDS), dtype=np.float32)
@@ -401,7 +472,8 @@ class Fusion:
             return head, {t: np.zeros(batch, dtype=np.float32) for t in TASKS}, None, None
         if index.topics[: index.n_head_topics] != self.head_topics:
             raise FusionError("KB index was built for other head topics; rebuild it with the model's labels")
-        readout = self.read(embedding, index)
+        with blas_threads(self.blas_limit):
+            readout = self.read(embedding, index)
         extra = len(index.topics) - index.n_head_topics
         if extra:
             head["topic"] = np.pad(head["topic"], ((0, 0), (0, extra)))
@@ -447,11 +519,17 @@ class Fusion:
             pair_lists.append(lists[rows, q])
         rows_all, slots_all, lists_all = (np.concatenate(a) for a in (pair_rows, pair_slots, pair_lists))
 
-        # Top-m per list: one matmul + argpartition per list over the messages that probe it.
-        inv_t = np.float32(1.0 / self.params.temperature)
+        # Candidates per (message, probed list): one matmul per list over the messages that probe it. Only
+        # logits are written; a candidate's point is looked up once at the end from (slot -> list,
+        # position). A list no longer than ``width`` is written whole; a longer one writes its top m and
+        # their positions. (At ~200 lists a batch, per-call overhead and bytes written were the cost.)
         n_slots = k * probe
-        cand_logit = np.full((batch, n_slots, m), -np.inf, dtype=np.float32)
-        cand_point = np.full((batch, n_slots, m), -1, dtype=np.int64)
+        width = max(m, min(index.max_list_len, SLOT_WIDTH))
+        cand_logit = np.full((batch, n_slots, width), -np.inf, dtype=np.float32)
+        cand_pos: np.ndarray | None = None  # (batch, n_slots, width) positions, only if a list is long
+        slot_list = np.zeros((batch, n_slots), dtype=np.int64)
+        slot_list[rows_all, slots_all] = lists_all
+        hs = h * np.float32(1.0 / self.params.temperature)  # scale the queries once, not every list
         biases = self._point_bias(index)[1:]
         order = np.argsort(lists_all, kind="stable")
         rows_all, slots_all, lists_all = rows_all[order], slots_all[order], lists_all[order]
@@ -459,29 +537,32 @@ class Fusion:
         for first, last in zip(firsts.tolist(), [*firsts[1:].tolist(), len(lists_all)], strict=True):
             lst = int(lists_all[first])
             rows, slots = rows_all[first:last], slots_all[first:last]
-            logits = h[rows] @ index.list_vectors[lst].T
-            logits *= inv_t
+            logits = hs[rows] @ index.list_vectors[lst].T
             logits += biases[lst]
-            points = index.list_points[lst]
-            if len(points) > m:
+            if logits.shape[1] > width:
                 top = np.argpartition(-logits, m - 1, axis=1)[:, :m]
-                logits = logits[np.arange(len(rows))[:, None], top]
-                points = points[top]
-            width = logits.shape[1]
-            cand_logit[rows, slots, :width] = logits
-            cand_point[rows, slots, :width] = points
+                logits = np.take_along_axis(logits, top, axis=1)
+                if cand_pos is None:
+                    cand_pos = np.broadcast_to(np.arange(width), cand_logit.shape).copy()
+                cand_pos[rows, slots, :m] = top
+            cand_logit[rows, slots, : logits.shape[1]] = logits
         cand_logit = cand_logit.reshape(batch, -1)
-        cand_point = cand_point.reshape(batch, -1)
 
         # Overall top-m of the routed candidates, highest logit first.
-        if n_slots > 1:
+        if cand_logit.shape[1] > m:
             best = np.argpartition(-cand_logit, m - 1, axis=1)[:, :m]
         else:
             best = np.broadcast_to(np.arange(m), (batch, m))
         best = np.take_along_axis(best, np.argsort(-np.take_along_axis(cand_logit, best, axis=1), axis=1), 1)
         logit = np.take_along_axis(cand_logit, best, axis=1)
-        points = np.take_along_axis(cand_point, best, axis=1)
-        valid = points >= 0
+        valid = np.isfinite(logit)  # -inf: an empty candidate slot (point logits are finite)
+        if cand_pos is None:
+            pos = best % width
+        else:
+            pos = np.take_along_axis(cand_pos.reshape(batch, -1), best, axis=1)
+        lists = np.take_along_axis(slot_list, best // width, axis=1)
+        flat = np.where(valid, index.list_offset[lists] + pos, 0)
+        points = np.where(valid, index.list_point_flat[flat], -1)
         safe = np.where(valid, points, 0)
         # cosine recovered from the logit: cos = (logit - bias) * T (no per-list cosine bookkeeping)
         cosine = np.where(valid, (logit - self._full_bias(index)[safe]) * self.params.temperature, 0.0)
