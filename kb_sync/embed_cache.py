@@ -71,7 +71,6 @@ class EmbeddingCache:
                 self.put_many(new)
             except redis.RedisError as exc:
                 log.warning("KB embedding cache not written (%s): the next reload embeds again", exc)
-        out = np.empty((len(entries), self.dim), dtype=np.float32)
-        for row, name in enumerate(hashes):
-            out[row] = cached[name]
-        return out
+        if not hashes:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([cached[name] for name in hashes]).astype(np.float32, copy=False)
