@@ -87,11 +87,14 @@ def test_broker_unreachable_then_back_worker_not_ready_meanwhile_and_resumes_by_
         "/readyz during outage "
         f"{sorted(set(during), key=str)} ({during.count(503)}/{len(during)} samples 503); ready again "
         f"{(ready_again - up_at) if ready_again else None} s after the broker was back; 100 new events all "
-        f"classified {resumed_at - up_at:.1f} s after; lost {len(missing)}; worker restarts 0"
+        f"classified {resumed_at - up_at:.1f} s after; lost {len(missing)}; "
+        f"worker restarts {worker.starts - 1}"
     )
     assert not missing, f"{len(missing)} events after the restart never classified"
     assert worker.running and worker.starts == 1, "the worker must resume without being restarted"
     assert 503 in during, f"/readyz never said not-ready during a {outage_s:.0f} s outage: {during}"
+    settled = probe.between(down_at + 5, up_at)  # after the 1 s grace and a check period or two
+    assert settled and all(code == 503 for code in settled), f"/readyz flapped during the outage: {settled}"
     assert ready_again is not None, "never ready again"
     # Reconnects back off to at most 5 s (worker/app.py), then the group is re-joined.
     assert ready_again - up_at <= READY_AGAIN_LIMIT_S, f"ready again only {ready_again - up_at:.0f} s later"

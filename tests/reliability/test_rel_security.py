@@ -123,8 +123,12 @@ def test_redis_password_file_and_tls_reach_the_redis_client(secret_files: dict[s
     )
     assert plain.connection_pool.connection_kwargs["password"] == REDIS_SECRET
     assert plain.connection_pool.connection_kwargs["db"] == 2
-    tls = redis_client(load_settings(redis_url="rediss://cache:6380/0", redis_password=REDIS_SECRET))
+    tls_url = "rediss://cache:6380/0?ssl_ca_certs=/etc/finsignal/redis-ca.pem&ssl_cert_reqs=required"
+    tls = redis_client(load_settings(redis_url=tls_url, redis_password=REDIS_SECRET))
     assert tls.connection_pool.connection_class is redis.SSLConnection
+    # TLS options travel in the URL (redis-py parses them): a private CA, certificate verification.
+    assert tls.connection_pool.connection_kwargs["ssl_ca_certs"] == "/etc/finsignal/redis-ca.pem"
+    assert tls.connection_pool.connection_kwargs["ssl_cert_reqs"] == "required"
     assert tls.connection_pool.connection_kwargs["password"] == REDIS_SECRET
     assert REDIS_SECRET not in repr(plain) and REDIS_SECRET not in repr(tls)
 
