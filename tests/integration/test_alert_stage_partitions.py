@@ -5,6 +5,13 @@ the others: the reorder buffer releases events in event-time order, so the burst
 with no late events, and every offset is committed once everything is released. A control replays the
 stage's own polled batches through a plain engine the way the stage did before watermarks (each batch
 merged by event time): it must show the disorder this test is about.
+
+The second test is what a classify stage really writes: each input partition is in event-time order,
+but its signals are re-keyed over all three signals partitions, so every signals partition mixes an
+input partition hours ahead with the others. The records carry the source headers, and the stage keeps
+one watermark per (signals partition, input partition): again no late events and one alert. Its
+control runs the stage's polls through a buffer with one watermark per signals partition (what the
+stage does for records without headers).
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from worker.alerts.engine import AlertEngine, SignalEvent, format_time
+from worker.alerts.reorder import ReorderBuffer
 from worker.alerts.stage import AlertStage, read_alerts
 from worker.config import Settings
 from worker.embedded import create_topics
-from worker.schemas import schema_dir
+from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, schema_dir
 
 KEY = "entity:ACME"
 EXAMPLE = json.loads((schema_dir() / "examples" / "signal.example.json").read_text())
@@ -85,6 +93,7 @@ class RecordingStage(AlertStage):
         super().__init__(settings)
         self.polls: list[list[SignalEvent]] = []
         self._poll: list[SignalEvent] | None = None
+        self.live: list[list[tuple[int, int, SignalEvent]]] = []  # per poll: (partition, offset, event)
 
     def _process_live(self, records: list[Any]) -> None:
         self._poll = []
@@ -93,6 +102,11 @@ class RecordingStage(AlertStage):
         finally:
             if self._poll:
                 self.polls.append(self._poll)
+                self.live.append(
+                    [(r.partition, r.offset, e) for r, e in zip(records, self._poll, strict=False)]
+                    if len(records) == len(self._poll)
+                    else []
+                )
             self._poll = None
 
     def _parse(self, record: Any, count_invalid: bool = True) -> Any:
@@ -133,6 +147,42 @@ def produce_ahead(settings: Settings, parts: list[list[dict[str, Any]]]) -> None
             first = False
     producer.flush(10)
     producer.close()
+
+
+def produce_mixed(settings: Settings, sources: list[list[dict[str, Any]]]) -> list[int]:
+    """As a classify stage whose input partition 2 is read three times as fast: each source (input
+    partition) in event-time order, its signals dealt round-robin over the signals partitions, with
+    the source headers. Returns the record count per signals partition."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    queues = [list(source) for source in sources]
+    sent = [0] * PARTITIONS
+    offsets = [0] * len(queues)
+    first = True
+    while any(queues):
+        for source, queue in enumerate(queues):
+            for _ in range(3 if source == 2 else 1):
+                if queue:
+                    message = queue.pop(0)
+                    partition = (offsets[source] + source) % PARTITIONS
+                    producer.send(
+                        settings.signals_topic,
+                        key=KEY.encode(),
+                        value=orjson.dumps(message),
+                        partition=partition,
+                        headers=[
+                            (DLQ_SOURCE_TOPIC, settings.input_topic.encode()),
+                            (DLQ_SOURCE_PARTITION, str(source).encode()),
+                            (DLQ_SOURCE_OFFSET, str(offsets[source]).encode()),
+                        ],
+                    )
+                    offsets[source] += 1
+                    sent[partition] += 1
+        if first:
+            producer.flush(10)
+            first = False
+    producer.flush(10)
+    producer.close()
+    return sent
 
 
 def committed_offsets(settings: Settings) -> dict[int, int]:
@@ -198,3 +248,64 @@ def test_a_burst_over_three_partitions_with_one_hours_ahead_fires_once_without_l
     assert control.late_events > 100, (
         f"partition 2 did not run ahead ({control.late_events} late, polls {sizes})"
     )
+
+
+def test_input_partitions_mixed_within_signals_partitions_keep_their_own_watermarks(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory()
+    # The input topic exists with three partitions: the stage expects all three once it sees one.
+    create_topics(settings.kafka_bootstrap, [settings.signals_topic, settings.input_topic], PARTITIONS)
+    now = time.time()
+    burst_start = now - 2 * 3600 - 15 * 60
+    sources = partitioned_stream(burst_start, now)  # here: one list per INPUT partition
+    total = sum(len(source) for source in sources)
+
+    stage = RecordingStage(settings)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            stage.run(stop)
+        except BaseException as exc:  # surfaced in the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="alert-stage", daemon=True)
+    thread.start()
+    try:
+        wait_for("the stage to go live", stage.ready.is_set, timeout_s=60)
+        ends = produce_mixed(settings, sources)
+        wait_for(
+            "every signal released", lambda: stage.engine.events == total and len(stage.reorder) == 0, 90
+        )
+        wait_for("firing and resolved", lambda: len(read_alerts(settings, idle_s=0.3, timeout_s=10)) >= 2, 60)
+        wait_for("every offset committed", lambda: committed_offsets(settings) == dict(enumerate(ends)), 30)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive() and not errors, errors
+
+    alerts = read_alerts(settings, idle_s=0.3, timeout_s=10)
+    assert [(a["status"], a["key"]) for a in alerts] == [("firing", KEY), ("resolved", KEY)]
+    assert alerts[0]["window_start"] <= format_time(burst_start + 60)
+    assert stage.engine.late_events == 0
+    assert stage.reorder.forced == 0
+    # one stream per (signals partition, input partition), none left over as a placeholder
+    assert stage.reorder.stream_count == PARTITIONS * PARTITIONS
+
+    # The control: the same polls through one watermark per signals partition (no headers). Every
+    # signals partition carries input partition 2, hours ahead, so the others' events come late.
+    polled = [item for poll in stage.live for item in poll]
+    assert len(polled) == total
+    control: ReorderBuffer[int, int] = ReorderBuffer(idle_s=5.0, max_records=100_000, max_wait_s=600.0)
+    control.track(range(PARTITIONS), now=0.0)
+    engine = AlertEngine(stage.config)
+    for poll in stage.live:
+        for partition, offset, event in poll:
+            control.add(partition, offset, event, now=0.0)
+        for event in control.release(now=0.0, caught_up=lambda _: False):
+            engine.process(event)
+    for event in control.drain():
+        engine.process(event)
+    assert engine.late_events > 100, f"no source ran ahead within partitions ({engine.late_events} late)"

@@ -1,4 +1,5 @@
-"""The reorder buffer on its own: per-partition watermarks, idle partitions, bounds, commit offsets."""
+"""The reorder buffer on its own: per-partition and per-source watermarks, idle streams, bounds,
+commit offsets."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def two_partitions() -> tuple[list[SignalEvent], list[SignalEvent]]:
 
 def test_a_partition_far_ahead_waits_and_events_come_out_in_event_time_order() -> None:
     p0, p1 = two_partitions()
-    buffer: ReorderBuffer[str] = ReorderBuffer(idle_s=5.0, max_records=10_000, max_wait_s=600.0)
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=5.0, max_records=10_000, max_wait_s=600.0)
     buffer.track(["p0", "p1"], now=0.0)
     released: list[SignalEvent] = []
     arrival: list[SignalEvent] = []
@@ -73,8 +74,83 @@ def test_a_partition_far_ahead_waits_and_events_come_out_in_event_time_order() -
     assert not [a for a in control_alerts if a.key == "entity:ACME"]
 
 
+def interleaved_sources() -> list[tuple[str, SignalEvent]]:
+    """One signals partition carrying two input partitions' signals, interleaved record by record:
+    s1 runs 2 h ahead of s0 at every offset (as a classify stage reading s1 faster would write them)."""
+    s0, s1 = two_partitions()
+    out: list[tuple[str, SignalEvent]] = []
+    for i in range(max(len(s0), len(s1))):
+        out += [("s1", s1[i])] if i < len(s1) else []
+        out += [("s0", s0[i])] if i < len(s0) else []
+    return out
+
+
+def replay_one_partition(records: list[tuple[str, SignalEvent]], with_headers: bool) -> list[SignalEvent]:
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=5.0, max_records=10_000, max_wait_s=600.0)
+    buffer.track(["p0"], now=0.0)
+    if with_headers:
+        buffer.expect(["s0", "s1"], now=0.0)  # the stage looks up the source topic's partitions
+    released: list[SignalEvent] = []
+    for offset, (source, item) in enumerate(records):
+        buffer.add("p0", offset, item, now=1.0, source=source if with_headers else None)
+        released.extend(buffer.release(now=1.0, caught_up=never))
+        assert all(e.event_time <= buffer.current_watermark for e in released)
+    released.extend(buffer.release(now=10.0, caught_up=always))  # the partition is read to its end
+    assert buffer.forced == 0 and len(buffer) == 0
+    return released
+
+
+def test_two_sources_interleaved_in_one_partition_come_out_in_event_time_order() -> None:
+    records = interleaved_sources()
+    released = replay_one_partition(records, with_headers=True)
+
+    assert len(released) == len(records)
+    assert [e.event_time for e in released] == sorted(e.event_time for e in released)
+    engine = AlertEngine(AlertConfig())
+    alerts = [a for e in released for a in engine.process(e)]
+    assert engine.late_events == 0
+    # one alert: it fires on the burst and resolves on s1's later calm hours
+    assert [(a.key, a.status) for a in alerts] == [("entity:ACME", "firing"), ("entity:ACME", "resolved")]
+    assert alerts[0].id == alerts[1].id
+
+
+def test_records_without_source_headers_fall_back_to_the_partition_watermark() -> None:
+    # The same records from an older worker (no headers): the partition is the only source, its
+    # watermark is s1's newest time, so s0's events go at once, in arrival order, and count late.
+    records = interleaved_sources()
+    released = replay_one_partition(records, with_headers=False)
+
+    assert [e.id for e in released] == [e.id for _, e in records]
+    engine = AlertEngine(AlertConfig())
+    alerts = [a for e in released for a in engine.process(e)]
+    assert engine.late_events > 150
+    assert not [a for a in alerts if a.key == "entity:ACME"]
+
+
+def test_an_expected_source_holds_every_partition_back_until_it_proves_idle() -> None:
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=5.0, max_records=100, max_wait_s=600.0)
+    buffer.track(["p0", "p1"], now=0.0)
+    assert buffer.stream_count == 2  # one placeholder per partition: any source may be in it
+    buffer.add("p0", 0, event(0, T0 + 100), now=1.0, source="s0")
+    buffer.expect(["s0", "s1"], now=1.0)  # the caller knows the source topic has two partitions
+    # placeholders retired; s0 and s1 expected on both partitions
+    assert buffer.stream_count == 4 and buffer.knows("s1")
+    buffer.add("p1", 0, event(1, T0 + 200), now=1.0, source="s0")
+    assert buffer.release(now=1.0, caught_up=always) == []  # s1 has said nothing yet
+    buffer.add("p1", 1, event(2, T0 + 50), now=2.0, source="s1")  # s1 was behind: not late
+    assert buffer.release(now=2.0, caught_up=always) == []  # s1 on p0 is still expected
+    assert buffer.current_watermark == -math.inf
+    # s1 stays quiet on p0: after idle_s with p0 caught up it stops holding; s1 on p1 holds at T0+50
+    assert buffer.release(now=6.5, caught_up=lambda p: p != "p0") == []
+    assert [e.id for e in buffer.release(now=6.5, caught_up=always)] == ["s2"]
+    assert buffer.current_watermark == T0 + 50  # s1 on p1 was quiet for 4.5 s only
+    out = buffer.release(now=7.0, caught_up=always)  # every stream idle: all final
+    assert [e.id for e in out] == ["s0", "s1"] and buffer.forced == 0
+    assert buffer.commit_offsets() == {"p0": 1, "p1": 2}
+
+
 def test_an_idle_caught_up_partition_stops_holding_the_watermark() -> None:
-    buffer: ReorderBuffer[str] = ReorderBuffer(idle_s=5.0, max_records=100, max_wait_s=600.0)
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=5.0, max_records=100, max_wait_s=600.0)
     buffer.track(["p0", "p1"], now=0.0)  # p1 is assigned but empty
     for i in range(10):
         buffer.add("p0", i, event(i, T0 + i), now=1.0)
@@ -97,7 +173,7 @@ def test_an_idle_caught_up_partition_stops_holding_the_watermark() -> None:
 
 
 def test_a_partition_that_wakes_up_behind_does_not_move_the_watermark_back() -> None:
-    buffer: ReorderBuffer[str] = ReorderBuffer(idle_s=5.0, max_records=100, max_wait_s=600.0)
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=5.0, max_records=100, max_wait_s=600.0)
     buffer.track(["p0", "p1"], now=0.0)
     buffer.add("p0", 0, event(0, T0 + 100), now=10.0)
     assert [e.id for e in buffer.release(now=10.0, caught_up=always)] == ["s0"]  # p1 idle and empty
@@ -111,7 +187,7 @@ def test_a_partition_that_wakes_up_behind_does_not_move_the_watermark_back() -> 
 
 
 def test_the_buffer_is_bounded_in_size_and_in_waiting_time() -> None:
-    buffer: ReorderBuffer[str] = ReorderBuffer(idle_s=5.0, max_records=5, max_wait_s=30.0)
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=5.0, max_records=5, max_wait_s=30.0)
     buffer.track(["p0", "p1"], now=0.0)  # p1 never speaks and never counts as caught up
     for i in range(8):
         buffer.add("p0", i, event(i, T0 + 10 * (8 - i)), now=1.0)  # newest first: oldest last
@@ -128,7 +204,7 @@ def test_the_buffer_is_bounded_in_size_and_in_waiting_time() -> None:
 
 
 def test_commit_offsets_stop_at_the_first_record_still_held() -> None:
-    buffer: ReorderBuffer[str] = ReorderBuffer(idle_s=5.0, max_records=100, max_wait_s=600.0)
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=5.0, max_records=100, max_wait_s=600.0)
     buffer.track(["p0", "p1"], now=0.0)
     assert buffer.commit_offsets() == {}  # nothing seen: nothing to commit
     buffer.add("p0", 0, None, now=0.0)  # an unreadable record is done at once
@@ -146,7 +222,7 @@ def test_commit_offsets_stop_at_the_first_record_still_held() -> None:
 
 
 def test_drain_hands_over_everything_in_order() -> None:
-    buffer: ReorderBuffer[str] = ReorderBuffer(idle_s=0.0, max_records=100, max_wait_s=600.0)
+    buffer: ReorderBuffer[str, str] = ReorderBuffer(idle_s=0.0, max_records=100, max_wait_s=600.0)
     buffer.track(["p0", "p1"], now=0.0)
     buffer.add("p0", 0, event(0, T0 + 30), now=0.0)
     buffer.add("p0", 1, event(1, T0 + 10), now=0.0)

@@ -21,8 +21,20 @@ T0 = 1_800_000_000.0
 
 
 class Record:
-    def __init__(self, offset: int, value: bytes, partition: int = 0) -> None:
+    def __init__(
+        self, offset: int, value: bytes, partition: int = 0, source: tuple[str, int] | None = None
+    ) -> None:
         self.topic, self.partition, self.offset, self.value = "signals", partition, offset, value
+        # as the classify stage writes them: the input record's topic, partition and offset
+        self.headers: list[tuple[str, bytes]] = (
+            []
+            if source is None
+            else [
+                ("finsignal.source.topic", source[0].encode()),
+                ("finsignal.source.partition", str(source[1]).encode()),
+                ("finsignal.source.offset", str(offset).encode()),
+            ]
+        )
 
 
 class Future:
@@ -52,6 +64,11 @@ class Consumer:
 
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, Any]] = []
+        self.lookups: list[str] = []
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        self.lookups.append(topic)
+        return {0, 1, 2} if topic == "news.raw" else set()
 
     def commit(self, offsets: dict[TopicPartition, Any]) -> None:
         self.commits.append(offsets)
@@ -71,14 +88,14 @@ class Clock:
         return self.now
 
 
-def signal_bytes(i: int, t: float, p: float) -> bytes:
+def signal_bytes(i: int, t: float, p: float, ticker: str = "ACME", topic: str = "Markets") -> bytes:
     return orjson.dumps(
         {
             "id": f"s{i}",
             "published_at": format_time(t),
             "processed_at": format_time(t + 1),
-            "topic": {"label": "Markets", "probability": 0.9, "kb_only": False},
-            "entities": [{"ticker": "ACME", "name": "Acme", "match": "Acme"}],
+            "topic": {"label": topic, "probability": 0.9, "kb_only": False},
+            "entities": [{"ticker": ticker, "name": ticker.title(), "match": ticker.title()}],
             "sentiment": {"probabilities": {"negative": p, "neutral": 1 - p, "positive": 0.0}},
             "model": {"name": "m", "version": "1"},
             "kb_version": 2,
@@ -204,3 +221,73 @@ def test_a_partition_behind_its_end_holds_the_others_back() -> None:
     assert metrics.REORDER_FORCED._value.get() == forced + 16
     assert sorted(p["key"] for _, _, p in producer.sent) == ["entity:ACME", "topic:Markets"]
     assert consumer.commits[-1] == {TopicPartition("signals", 0): OffsetAndMetadata(100, "", -1)}
+
+
+def mixed_partition(headers: bool) -> list[Record]:
+    """Signals partition 0 as a classify stage writes it when it reads input partition 1 faster:
+    input partition 0's quiet ACME hours and burst, interleaved with input partition 1's OTHER
+    signals 2 h ahead at every offset; input partition 2 has sent nothing yet."""
+    ahead = [signal_bytes(100 + i, T0 + 2 * 3600 + 300 * i, 0.05, "OTHER", "Rates") for i in range(24)]
+    behind = [signal_bytes(i, T0 + 600 * i, 0.05) for i in range(6)]
+    behind += [signal_bytes(6 + i, T0 + 3600 + 10 * i, 0.95) for i in range(10)]
+    records: list[Record] = []
+    for i in range(max(len(ahead), len(behind))):
+        for source, values in ((1, ahead), (0, behind)):
+            if i < len(values):
+                records.append(
+                    Record(len(records), values[i], source=("news.raw", source) if headers else None)
+                )
+    return records
+
+
+def test_input_partitions_mixed_in_one_signals_partition_keep_their_own_watermarks() -> None:
+    producer = Producer()
+    clock = Clock()
+    stage, consumer = stage_with(producer, clock)
+    signals0 = TopicPartition("signals", 0)
+    stage.reorder.track([signals0], now=0.0)
+    records = mixed_partition(headers=True)
+    for start in range(0, len(records), 8):  # polls of 8, the first at 0 s, the others at 1 s
+        stage._process_live(records[start : start + 8])
+        clock.now = 1.0
+    assert consumer.lookups == ["news.raw"]  # looked up once: input partition 2 is expected too
+    assert producer.sent == [] and consumer.commits == []  # input partition 2 has not spoken yet
+
+    clock.now = 5.0  # input partition 2 quiet for alert_partition_idle_s, signals 0 at its end
+    stage._handle({})
+    assert stage.engine.late_events == 0 and stage.reorder.forced == 0
+    firing = [p for _, _, p in producer.sent if p["status"] == "firing"]
+    assert sorted(p["key"] for p in firing) == ["entity:ACME", "topic:Markets"]
+    # released up to input partition 0's newest time; all of input partition 1 is later and stays
+    # held, and it starts at offset 0: nothing may be committed yet
+    assert len(stage.reorder) == 24 and consumer.commits == []
+
+    clock.now = 6.0  # both input partitions quiet too: all is final, the partition is committed
+    stage._handle({})
+    assert len(stage.reorder) == 0 and stage.engine.late_events == 0
+    assert consumer.commits[-1] == {signals0: OffsetAndMetadata(40, "", -1)}
+
+    # The control: the same partition from an older worker (no headers) is one source; its newest
+    # event is input partition 1's, so input partition 0's burst comes too late to fire.
+    producer = Producer()
+    stage, consumer = stage_with(producer, Clock())
+    stage.reorder.track([signals0], now=0.0)
+    records = mixed_partition(headers=False)
+    for start in range(0, len(records), 8):
+        stage._process_live(records[start : start + 8])
+    assert consumer.lookups == []
+    assert stage.engine.late_events >= 10
+    assert "entity:ACME" not in [p["key"] for _, _, p in producer.sent]
+
+
+def test_malformed_source_headers_fall_back_to_the_signals_partition() -> None:
+    stage, consumer = stage_with(Producer())
+    record = Record(0, signal_bytes(0, T0, 0.1))
+    record.headers = [("finsignal.source.topic", b"news.raw"), ("finsignal.source.partition", b"x")]
+    assert stage._source(stage.reorder, record, 0.0) is None
+    record.headers = [("finsignal.source.topic", b"news.raw")]  # no partition
+    assert stage._source(stage.reorder, record, 0.0) is None
+    assert consumer.lookups == []
+    good = Record(1, signal_bytes(1, T0, 0.1), source=("news.raw", 2))
+    assert stage._source(stage.reorder, good, 0.0) == TopicPartition("news.raw", 2)
+    assert all(stage.reorder.knows(TopicPartition("news.raw", p)) for p in range(3))

@@ -8,11 +8,16 @@ Start (and every partition assignment):
    up to the committed offset, so windows and baselines are rebuilt without re-alerting;
 3. reconcile the engine's episodes with the published alerts (the alerts topic is the truth), then go
    live from the committed offsets.
-Event-time order across partitions (``worker.alerts.reorder``): partitions are read at different
-paces, so one can run hours ahead in event time; fed as read, the others' events would be late.
-Records wait in a reorder buffer until the stage watermark (min over the active partitions of the
-newest event time seen on each; idle, caught-up partitions excluded) passes them, and reach the
-engine in event-time order. The silent replay of step 2 goes through its own buffer the same way.
+Event-time order (``worker.alerts.reorder``): the classify stage reads its input partitions at
+different paces and re-keys the results, so a signals partition interleaves event times hours apart;
+fed as read, the events behind would be late. Each signal names its input record in headers
+(``finsignal.source.topic/partition``); one watermark is kept per (signals partition, input
+partition), which is in event-time order (a record without the headers counts for its signals
+partition). Records wait in a reorder buffer until the stage watermark (min over the active streams
+of the newest event time seen on each; quiet streams of caught-up partitions excluded) passes them,
+and reach the engine in event-time order. Seeing a source topic for the first time, the stage
+expects all of its partitions, so one not heard from yet holds the others back until it proves idle.
+The silent replay of step 2 goes through its own buffer the same way.
 Live: released events go through the engine; new alerts are produced keyed by the alert key, the
 producer is flushed and every send confirmed, and only then are offsets committed, per partition up
 to its first record still held in the buffer (at-least-once: a held record is never committed; a
@@ -44,6 +49,7 @@ from worker.alerts.payload import alert_payload, format_alert_line
 from worker.alerts.reorder import ReorderBuffer
 from worker.alerts.signals import SignalError, parse_signal, parse_time
 from worker.config import Settings
+from worker.schemas import DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +161,11 @@ class AlertStage:
         self.ready = threading.Event()  # set once the state is rebuilt and the stage is live
         self._clock = wall_clock
         self._monotonic = monotonic  # processing time, for partition idleness and the buffer's wait bound
-        self.reorder: ReorderBuffer[TopicPartition] = self._new_reorder(settings.alert_partition_idle_s)
-        self._replay: ReorderBuffer[TopicPartition] = self._new_reorder(0.0)
+        self.reorder: ReorderBuffer[TopicPartition, TopicPartition] = self._new_reorder(
+            settings.alert_partition_idle_s
+        )
+        self._replay: ReorderBuffer[TopicPartition, TopicPartition] = self._new_reorder(0.0)
+        self._source_partitions: dict[str, list[int]] = {}  # source topic -> its partitions
         self._committed: dict[TopicPartition, int] = {}
         self._published: set[tuple[str, str]] = set()
         self._latest: dict[str, dict[str, Any]] = {}  # key -> its newest published alert
@@ -331,7 +340,7 @@ class AlertStage:
                     event = self._parse(record, count_invalid=False)
                     if event is not None and event.event_time < self._replay_from:
                         event = None
-                    self._replay.add(tp, record.offset, event, now)
+                    self._replay.add(tp, record.offset, event, now, self._source(self._replay, record, now))
                 else:
                     self._buffer.append(record)
             if records and records[-1].offset >= until:
@@ -341,9 +350,46 @@ class AlertStage:
             self.engine.process(event)  # alerts of the past were published then
         self._maybe_finish_rebuild()
 
-    def _new_reorder(self, idle_s: float) -> ReorderBuffer[TopicPartition]:
+    def _new_reorder(self, idle_s: float) -> ReorderBuffer[TopicPartition, TopicPartition]:
         settings = self.settings
         return ReorderBuffer(idle_s, settings.alert_reorder_max_records, settings.alert_reorder_max_wait_s)
+
+    def _source(
+        self, buffer: ReorderBuffer[TopicPartition, TopicPartition], record: Any, now: float
+    ) -> TopicPartition | None:
+        """The input partition named by the record's headers (None without them: an older worker's
+        signal counts for its signals partition). A source topic seen for the first time is expected
+        on all of its partitions, so one that has not spoken yet holds the watermark back."""
+        topic = partition = None
+        for name, value in record.headers or ():
+            if name == DLQ_SOURCE_TOPIC:
+                topic = value
+            elif name == DLQ_SOURCE_PARTITION:
+                partition = value
+        if topic is None or partition is None:
+            return None
+        try:
+            source = TopicPartition(bytes(topic).decode(), int(partition))
+        except (TypeError, ValueError, UnicodeDecodeError):
+            return None  # malformed headers: fall back to the signals partition
+        if not buffer.knows(source):
+            buffer.expect([TopicPartition(source.topic, p) for p in self._partitions_of(source.topic)], now)
+        return source
+
+    def _partitions_of(self, topic: str) -> list[int]:
+        """A source topic's partitions from the cluster metadata ([] when unknown: asked again for the
+        next new source, at most once per input partition). Cached once known."""
+        if topic not in self._source_partitions:
+            partitions = None
+            consumer = self._consumer
+            try:
+                partitions = consumer.partitions_for_topic(topic) if consumer is not None else None
+            except KafkaError as exc:
+                log.warning("alert stage: no partitions for source topic %s (%s)", topic, exc)
+            if not partitions:
+                return []
+            self._source_partitions[topic] = sorted(partitions)
+        return self._source_partitions[topic]
 
     def _caught_up(self, tp: TopicPartition) -> bool:
         """The partition's position is at its end (as far as the fetch responses tell)."""
@@ -381,7 +427,11 @@ class AlertStage:
         now = self._monotonic()
         for record in records:
             reorder.add(
-                TopicPartition(record.topic, record.partition), record.offset, self._parse(record), now
+                TopicPartition(record.topic, record.partition),
+                record.offset,
+                self._parse(record),
+                now,
+                self._source(reorder, record, now),
             )
         for event in reorder.release(now, self._caught_up):
             outgoing.extend(engine.process(event))
