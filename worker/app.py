@@ -45,9 +45,6 @@ _LAG_EVERY_S = 5.0
 _MAX_RETRY_BACKOFF_S = 5.0
 _BROKER_CHECK_S = 0.5  # how often the loop looks at the consumer's connection count
 _BROKER_GRACE_S = 1.0  # a reconnect in progress is not an outage
-# kafka-python backs reconnects off up to 30 s: after a long broker outage the worker then sat idle up
-# to 30 s after the broker was back (21 s measured after a 30 s outage). Cap it like the retry backoff.
-_RECONNECT_BACKOFF_MAX_MS = 5_000
 
 
 class BatchNotConfirmed(RuntimeError):
@@ -206,7 +203,6 @@ class Worker:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=max(1000, s.session_timeout_ms // 3),
             max_poll_interval_ms=s.max_poll_interval_ms,
-            reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
             fetch_max_bytes=max(52_428_800, s.max_message_bytes * 4),
             max_partition_fetch_bytes=max(1_048_576, s.max_message_bytes * 2),
             **s.kafka_client_kwargs(),
@@ -225,7 +221,6 @@ class Worker:
             max_request_size=max(1_048_576, s.max_message_bytes * 2 + 65_536),
             request_timeout_ms=15_000,
             delivery_timeout_ms=30_000,
-            reconnect_backoff_max_ms=_RECONNECT_BACKOFF_MAX_MS,
             **s.kafka_client_kwargs(),
         )
 

@@ -44,8 +44,7 @@ def run_demo(capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str]
 def test_demo_accounts_for_every_message_and_alerts_on_acme(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
-    # One partition end to end keeps event-time order at full replay speed: with several, the alert
-    # stage reads a backlog partition by partition and counts most events late (reported to the lead).
+    # One partition end to end; the three-partition test below checks the per-input-partition watermarks.
     monkeypatch.setenv("REDIS_URL", redis_url)
     lines, bad = stream_figures()
 
