@@ -19,6 +19,16 @@ from worker.embedded import start_redis, start_tansu
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # In the root conftest so that `pytest tests --long` works, not only `pytest tests/reliability`.
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="reliability suite: run the full sizes of issue 6 (also FINSIGNAL_LONG=1)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything under tests/integration talks to real services: mark it so `-m "not integration"` works.
     for item in items:

@@ -18,15 +18,6 @@ from relharness import WorkerProcess, worker_settings
 RELIABILITY_DIR = Path(__file__).parent
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--long",
-        action="store_true",
-        default=False,
-        help="reliability suite: run the full sizes of issue 6 (also FINSIGNAL_LONG=1)",
-    )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if RELIABILITY_DIR in Path(str(item.path)).parents:
