@@ -118,7 +118,11 @@ def threads(requested: int) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
 
 
-def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+def no_warm_up() -> None:
+    """A warm-up that does nothing (the sweep's points follow a warmed-up row)."""
+
+
+def batches(items: Sequence[Any] | np.ndarray, size: int) -> list[Any]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 

@@ -48,10 +48,10 @@ by `bench/make_texts.py` (fixed seed). Every row truncates at the worker's `max_
 model's own cap (64 for the shipped pruned encoder); "tokens/msg" is what each model was fed.
 
 Rows 1-4 are timed in interleaved rounds (1a 1b 2 3 3s 4 4e 4t, again, again) and each keeps its best
-round; row 5 is the best of three runs. Reproduce: `finsignal bench` (full; about 10 minutes on an idle
-2-core machine, `--scaling` adds the 1 vs 2 process run), `finsignal bench --quick` (smoke). The figures
-below come from a shared 2-core machine that other jobs kept busy (load average 5-10), so absolute
-numbers are low and noisy: read the ratios, which come from one run.
+round; row 5 is the best of three runs. Reproduce: `finsignal bench --scaling` (full: 4 minutes on a
+quiet 2-core machine, 9-18 minutes while other jobs load it), `finsignal bench --quick` (smoke). The
+machine is shared, so absolute numbers are noisy (runs under load average 5-10 were 2-5x slower): read
+the ratios, which come from one run.
 """
 
 
@@ -278,7 +278,7 @@ def _ratios(rows: list[Row], facts: dict[str, Any], peak: dict[str, Any] | None)
         "encoder_vs_dense_int8": ratio("4", "3"),
         # the levers, one at a time: batching (sort + token budget), pruning, fusion, Kafka pipeline
         "lever_batching_3s_vs_3": ratio("3s", "3"),
-        "lever_pruning_4e_vs_3s": ratio("4e", "3s"),
+        "lever_pruning_4t_vs_3s": ratio("4t", "3s"),  # both with 1024-token sub-batches
         "cost_fusion_4_vs_4e": ratio("4", "4e"),
         "lever_token_budget_4t_vs_4e": ratio("4t", "4e"),
         "encoder_fraction_of_int8_peak": peak["fraction_int8"] if peak else None,

@@ -9,6 +9,7 @@ the default KB); row 4e is its encoder alone, which row 6 compares with the mach
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import DENSE_DIR, Row, Timer, batches, timed
+from bench.common import DENSE_DIR, Row, Timer, batches, no_warm_up, timed
 from worker.config import Settings
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ def dense_onnx_timers(
     def sweep(n: int, sizes: tuple[int, ...]) -> dict[int, float]:
         sample = texts[:n]
         return {
-            s: len(sample) / timed(lambda s=s: runner.run(sample, s), warm_up=lambda: None) for s in sizes
+            s: len(sample) / timed(functools.partial(runner.run, sample, s), warm_up=no_warm_up)
+            for s in sizes
         }
 
     return timers, sweep
@@ -225,12 +227,13 @@ def finsignal_timers(texts: list[str], settings: Settings) -> FinsignalBench:
         out = {}
         for bs in sizes:
             sample = [list(c) for c in batches(texts[:n], bs)]
-            out[bs] = n / timed(lambda s=sample: classify(s), warm_up=lambda: None)
+            out[bs] = n / timed(functools.partial(classify, sample), warm_up=no_warm_up)
         return out
 
     def facts() -> dict[str, Any]:
         # One full batch (max_batch_size messages): the unit the latency target is stated in.
-        per_batch = [_seconds(lambda c=c: classifier.classify_texts(c)) for c in chunks if len(c) == size]
+        full = [c for c in chunks if len(c) == size]
+        per_batch = [_seconds(functools.partial(classifier.classify_texts, c)) for c in full]
         return {
             "batch_seconds_median": float(np.median(per_batch)) if per_batch else None,
             "batch_seconds_p90": float(np.percentile(per_batch, 90)) if per_batch else None,

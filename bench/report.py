@@ -27,7 +27,7 @@ TARGETS: dict[str, tuple[str, float, bool]] = {
 LEVERS = {
     "lever_batching_3s_vs_3": "dense model, length-sorted 1024-token sub-batches (3s / 3)",
     "lever_token_budget_4t_vs_4e": "finsignal encoder, max_batch_tokens 1024 vs default (4t / 4e)",
-    "lever_pruning_4e_vs_3s": "pruned encoder vs dense, same batching (4e / 3s)",
+    "lever_pruning_4t_vs_3s": "pruned encoder vs dense, both in 1024-token sub-batches (4t / 3s)",
     "cost_fusion_4_vs_4e": "with KB fusion vs encoder alone (4 / 4e)",
     "e2e_vs_encoder_fusion": "Kafka pipeline vs no Kafka (5 / 4)",
 }

@@ -9,13 +9,14 @@ padded to each batch's longest text and truncated at ``max_tokens`` (the worker'
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from bench.common import Row, Timer, batches, timed
+from bench.common import Row, Timer, batches, no_warm_up, timed
 
 
 def _torch(num_threads: int) -> Any:
@@ -42,7 +43,8 @@ def finbert_timers(
     from transformers import BertConfig, BertForSequenceClassification, pipeline
 
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(num_labels=3)).eval()  # random weights: speed only
+    config = BertConfig(num_labels=3)  # type: ignore[call-arg]  # bert-base defaults
+    model = BertForSequenceClassification(config).eval()  # random weights: speed only
     tokenizer = _tokenizer()
     classify = pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1)
     kwargs = {"truncation": True, "max_length": max_tokens}
@@ -120,7 +122,7 @@ def minilm_torch_timers(
 
     def sweep(n: int, sizes: tuple[int, ...]) -> dict[int, float]:
         sample = texts[:n]
-        return {s: n / timed(lambda s=s: run(sample, s), warm_up=lambda: None) for s in sizes}
+        return {s: n / timed(functools.partial(run, sample, s), warm_up=no_warm_up) for s in sizes}
 
     return [timer], sweep
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from bench.common import load_texts
 from bench.e2e import Stack, e2e_rows
-from worker.config import Settings
+from worker.config import Settings, load_settings
 
 pytestmark = pytest.mark.slow
 
@@ -34,3 +37,26 @@ def test_row5_end_to_end_and_paced(
     assert len(facts["latency_full_ms"]) == 150 and facts["p99_over_batch"] > 0
     assert len(full.extra["rounds_msgs_per_s"]) == 2  # the row is the best of its rounds
     assert full.msgs_per_s == pytest.approx(max(full.extra["rounds_msgs_per_s"]), abs=0.01)
+
+
+def test_harness_quick_row5_writes_ratios(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harness's own call into row 5 (arguments, ratios, JSON), on the session's broker and Redis."""
+    import bench.e2e
+    from bench.harness import Options, run
+
+    @contextlib.contextmanager
+    def session_services() -> Iterator[Stack]:
+        yield Stack(kafka_bootstrap, redis_url)
+
+    monkeypatch.setattr(bench.e2e, "stack", session_services)
+    result = run(load_settings(), Options(quick=True, rows=("5",), out_dir=tmp_path, plots=False))
+    rows = {row["row"]: row for row in result["rows"]}
+    assert {"4", "4e", "5", "5p"} <= set(rows)  # 4 comes along: 5p is judged against its batch time
+    assert rows["5"]["msgs_per_s"] > 0 and rows["5p"]["msgs_per_s"] > 0
+    ratios = result["ratios"]
+    expected = rows["5"]["msgs_per_s"] / rows["4"]["msgs_per_s"]
+    assert ratios["e2e_vs_encoder_fusion"] == pytest.approx(expected, rel=1e-2)
+    assert ratios["paced_p99_over_batch"] > 0
+    assert json.loads((tmp_path / "quick.json").read_text())["rows"] == result["rows"]
