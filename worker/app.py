@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from kb_sync.model import KBSnapshot
 from kb_sync.store import redis_client
 from kb_sync.watcher import KBWatcher
 from worker import metrics
-from worker.classifier import Classifier
+from worker.classifier import Classified, Classifier
 from worker.config import Settings
 from worker.decode import DecodeFailure, NewsEvent, decode_event, dlq_headers
 from worker.health import Health
@@ -55,6 +56,29 @@ class BatchNotConfirmed(RuntimeError):
 class _Polled:
     record: ConsumerRecord
     received: float  # time.time() when poll returned it
+
+
+@dataclass(frozen=True, slots=True)
+class _Timed:
+    classified: Classified
+    started: float  # time.time() when the encoder started on the batch
+    done: float
+
+
+def _classify(classifier: Classifier, texts: list[str]) -> _Timed:
+    started = time.time()
+    classified = classifier.classify_texts(texts)
+    return _Timed(classified, started, time.time())
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A decoded batch whose classification may still be running."""
+
+    batch: list[_Polled]
+    failures: list[tuple[_Polled, DecodeFailure]]
+    valid: list[tuple[_Polled, NewsEvent]]
+    classified: Future[_Timed] | None
 
 
 @dataclass
@@ -135,19 +159,29 @@ class Worker:
             self.settings.group_id,
         )
         backoff = 0.2
+        # Two-stage pipeline: while batch N is produced, flushed and committed here, batch N+1 is already
+        # in the encoder on the classify thread (ONNX Runtime releases the GIL). Kafka clients are used
+        # from this thread only, so commit order stays in one place.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
+        pending: _InFlight | None = None
         try:
             while not stop.is_set():
                 self.health.beat("classify")
                 self._check_broker(consumer)
                 self._set_ready()
-                batch = self._next_batch(consumer, stop)
+                # With a batch in flight, take what the fetcher already holds instead of idling.
+                batch = self._next_batch(consumer, stop, idle_ms=0 if pending else _IDLE_POLL_MS)
                 self._report_lag(consumer)
-                if not batch:
+                flight = self._prepare(batch, classifier, executor) if batch else None
+                if pending is None:
+                    pending = flight
                     continue
+                current = pending
                 try:
                     if producer is None:
                         producer = self._producer()  # raises KafkaError while no broker answers: retried
-                    self._process(batch, consumer, producer, classifier)
+                    self._finish(current, consumer, producer, classifier)
+                    pending = flight
                     backoff = 0.2
                     self._broker_ok = True
                 except (BatchNotConfirmed, KafkaError) as exc:
@@ -155,9 +189,14 @@ class Worker:
                     self.counts.retries += 1
                     metrics.PRODUCE_FAILURES.inc()
                     log.warning(
-                        "batch of %d not confirmed (%s); rewinding, retry in %.1f s", len(batch), exc, backoff
+                        "batch of %d not confirmed (%s); rewinding, retry in %.1f s",
+                        len(current.batch),
+                        exc,
+                        backoff,
                     )
-                    _rewind(consumer, batch)
+                    # The batch behind it was read past the failed one: rewind over both.
+                    _rewind(consumer, current.batch + (flight.batch if flight else []))
+                    pending = None
                     # A kafka-python producer that hit a fatal error (e.g. its idempotent producer id is
                     # unknown to a restarted broker: OutOfOrderSequence, then a failed epoch bump) refuses
                     # every later send; a fresh one gets a new producer id. Outputs it had not confirmed
@@ -166,10 +205,24 @@ class Worker:
                     producer = None
                     stop.wait(backoff)
                     backoff = min(backoff * 2, _MAX_RETRY_BACKOFF_S)
+            if pending is not None and producer is not None:
+                self._drain(pending, consumer, producer, classifier)
         finally:
+            executor.shutdown(wait=True, cancel_futures=True)
             self.ready.clear()
             metrics.READY.set(0)
             self._close(consumer, producer)
+
+    def _drain(
+        self, pending: _InFlight, consumer: KafkaConsumer, producer: KafkaProducer, classifier: Classifier
+    ) -> None:
+        """On stop: finish the batch in hand; if that fails it stays uncommitted and is re-read later."""
+        try:
+            self._finish(pending, consumer, producer, classifier)
+        except (BatchNotConfirmed, KafkaError) as exc:
+            log.warning(
+                "last batch of %d not confirmed at shutdown (%s); re-read on restart", len(pending.batch), exc
+            )
 
     def _close(self, consumer: KafkaConsumer, producer: KafkaProducer | None) -> None:
         timeout = self.settings.shutdown_timeout_s
@@ -219,22 +272,22 @@ class Worker:
             compression_type=None if s.producer_compression == "none" else s.producer_compression,
             # The DLQ carries the original bytes: allow the largest accepted input plus headers.
             max_request_size=max(1_048_576, s.max_message_bytes * 2 + 65_536),
+            batch_size=262_144,  # a batch's signals fit in one produce request per partition
             request_timeout_ms=15_000,
             delivery_timeout_ms=30_000,
             **s.kafka_client_kwargs(),
         )
 
     # --- one batch ---------------------------------------------------------------------------
-    def _next_batch(self, consumer: KafkaConsumer, stop: threading.Event) -> list[_Polled]:
+    def _next_batch(
+        self, consumer: KafkaConsumer, stop: threading.Event, idle_ms: int = _IDLE_POLL_MS
+    ) -> list[_Polled]:
         """Up to max_batch_size records; once the first is in, wait at most max_batch_delay_ms more."""
         s = self.settings
         batch: list[_Polled] = []
         deadline: float | None = None
         while len(batch) < s.max_batch_size and not stop.is_set():
-            if deadline is None:
-                timeout_ms = _IDLE_POLL_MS
-            else:
-                timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            timeout_ms = idle_ms if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             polled = consumer.poll(timeout_ms=timeout_ms, max_records=s.max_batch_size - len(batch))
             now = time.time()
             for records in polled.values():
@@ -250,42 +303,65 @@ class Worker:
     def _process(
         self, batch: list[_Polled], consumer: KafkaConsumer, producer: KafkaProducer, classifier: Classifier
     ) -> None:
+        """One batch, start to commit, without the pipeline (tests, tools)."""
+        self._finish(self._prepare(batch, classifier, None), consumer, producer, classifier)
+
+    def _prepare(
+        self, batch: list[_Polled], classifier: Classifier, executor: ThreadPoolExecutor | None
+    ) -> _InFlight:
+        """Decode the batch and start classifying its valid events (on ``executor`` when given)."""
         s = self.settings
-        sends: list[Any] = []
-        dlq_reasons: list[str] = []
+        failures: list[tuple[_Polled, DecodeFailure]] = []
         valid: list[tuple[_Polled, NewsEvent]] = []
         for item in batch:
-            record = item.record
-            decoded = decode_event(record.value, s.max_message_bytes)
+            decoded = decode_event(item.record.value, s.max_message_bytes)
             if isinstance(decoded, DecodeFailure):
-                headers = dlq_headers(decoded, record.topic, record.partition, record.offset, record.headers)
-                sends.append(
-                    producer.send(s.dlq_topic, value=record.value or b"", key=record.key, headers=headers)
-                )
-                dlq_reasons.append(decoded.reason)
-                log.debug(
-                    "DLQ %s[%d]@%d: %s: %s",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    decoded.reason,
-                    decoded.detail,
-                )
+                failures.append((item, decoded))
             else:
                 valid.append((item, decoded))
+        classified: Future[_Timed] | None = None
+        if valid:
+            texts = [event.text for _, event in valid]
+            if executor is None:
+                classified = Future()
+                classified.set_result(_classify(classifier, texts))
+            else:
+                classified = executor.submit(_classify, classifier, texts)
+        return _InFlight(batch, failures, valid, classified)
+
+    def _finish(
+        self, flight: _InFlight, consumer: KafkaConsumer, producer: KafkaProducer, classifier: Classifier
+    ) -> None:
+        """Produce the batch's DLQ records and signals, confirm every send, then commit its offsets."""
+        s = self.settings
+        sends: list[Any] = []
+        for item, failure in flight.failures:
+            record = item.record
+            headers = dlq_headers(failure, record.topic, record.partition, record.offset, record.headers)
+            sends.append(
+                producer.send(s.dlq_topic, value=record.value or b"", key=record.key, headers=headers)
+            )
+            log.debug(
+                "DLQ %s[%d]@%d: %s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                failure.reason,
+                failure.detail,
+            )
 
         end_to_end: list[float] = []
-        if valid:
-            inference_start = time.time()
-            classified = classifier.classify_texts([event.text for _, event in valid])
+        if flight.classified is not None:
+            timed = flight.classified.result()
+            classified = timed.classified
             processed_at = utc_now_iso()
-            done = time.time()
             inference_ms = round(classified.seconds * 1000, 3)
-            for row, (item, event) in enumerate(valid):
+            for row, (item, event) in enumerate(flight.valid):
                 entities = merge_entities(
                     event.tickers, classifier.tagger.tag(event.text), classifier.tagger.name_of
                 )
-                e2e_s = max(0.0, done - item.record.timestamp / 1000) if item.record.timestamp > 0 else 0.0
+                record = item.record
+                e2e_s = max(0.0, timed.done - record.timestamp / 1000) if record.timestamp > 0 else 0.0
                 end_to_end.append(e2e_s)
                 signal = build_signal(
                     event,
@@ -296,13 +372,12 @@ class Worker:
                     model=classifier.model_info,
                     kb_version=classified.kb_version,
                     timings={
-                        "queue_ms": round(max(0.0, inference_start - item.received) * 1000, 3),
+                        "queue_ms": round(max(0.0, timed.started - item.received) * 1000, 3),
                         "inference_ms": inference_ms,
                         "end_to_end_ms": round(e2e_s * 1000, 3),
                     },
                     processed_at=processed_at,
                 )
-                record = item.record
                 # Where the signal came from: the alert stage keeps one event-time watermark per input
                 # partition (each is in order), since a signals partition mixes several of them.
                 source = [
@@ -318,7 +393,7 @@ class Worker:
                         headers=source,
                     )
                 )
-            metrics.BATCH_SIZE.observe(len(valid))
+            metrics.BATCH_SIZE.observe(len(flight.valid))
             metrics.INFERENCE_SECONDS.observe(classified.seconds)
 
         producer.flush(timeout=s.shutdown_timeout_s * 3)
@@ -327,15 +402,15 @@ class Worker:
             first = failed[0].exception if failed[0].is_done else "not sent before the flush timeout"
             raise BatchNotConfirmed(f"{len(failed)} of {len(sends)} outputs not confirmed: {first}")
 
-        self._commit(consumer, batch)
-        self.counts.consumed += len(batch)
-        self.counts.signals += len(valid)
-        self.counts.dlq += len(dlq_reasons)
+        self._commit(consumer, flight.batch)
+        self.counts.consumed += len(flight.batch)
+        self.counts.signals += len(flight.valid)
+        self.counts.dlq += len(flight.failures)
         self.counts.batches += 1
-        metrics.MESSAGES_CONSUMED.inc(len(batch))
-        metrics.SIGNALS_PRODUCED.inc(len(valid))
-        for reason in dlq_reasons:
-            metrics.DLQ.labels(reason=reason).inc()
+        metrics.MESSAGES_CONSUMED.inc(len(flight.batch))
+        metrics.SIGNALS_PRODUCED.inc(len(flight.valid))
+        for _, failure in flight.failures:
+            metrics.DLQ.labels(reason=failure.reason).inc()
         for seconds in end_to_end:
             metrics.END_TO_END_SECONDS.observe(seconds)
 

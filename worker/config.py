@@ -65,13 +65,24 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = Field(None, description="CA bundle for the broker's certificate")
     ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
     ssl_keyfile: Path | None = Field(None, description="client private key (mutual TLS)")
-    producer_linger_ms: int = Field(5, ge=0, description="producer linger: small batches of outputs")
+    producer_linger_ms: int = Field(
+        100,
+        ge=0,
+        description="producer linger: the stages flush at the end of every batch anyway, so a long linger "
+        "only groups a batch's outputs into fewer requests (5 ms woke the sender ~20x per batch)",
+    )
     producer_compression: Literal["none", "gzip"] = Field("none", description="output compression")
 
     # --- Input handling and batching -----------------------------------------------------------
     max_message_bytes: int = Field(65_536, ge=256, description="messages larger than this go to the DLQ")
     max_batch_size: int = Field(64, ge=1, description="max messages per inference batch")
-    max_batch_tokens: int = Field(8192, ge=64, description="max padded tokens per inference batch")
+    max_batch_tokens: int = Field(
+        512,
+        ge=64,
+        description="max padded tokens per encoder call: a batch runs as length-sorted sub-batches within "
+        "this budget, so short texts are not padded to the longest (512: 1.9x the throughput of 8192 on the "
+        "bench texts, 2 cores)",
+    )
     max_batch_delay_ms: int = Field(20, ge=0, description="max wait to fill a batch once one message is in")
     max_tokens: int = Field(128, ge=8, le=512, description="token cap per message (longer text is truncated)")
     fetch_max_wait_ms: int = Field(
