@@ -33,6 +33,19 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 Handler = Callable[[argparse.Namespace], int]
 
+# The settings every command that talks to Kafka needs: broker address and security (SASL/SSL).
+KAFKA_CONNECTION_SETTINGS: tuple[str, ...] = (
+    "kafka_bootstrap",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "sasl_password_file",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
+
 
 def add_settings_flags(parser: argparse.ArgumentParser, only: Iterable[str] | None = None) -> None:
     """Add one ``--flag`` per Settings field (default None so env/defaults apply when absent)."""

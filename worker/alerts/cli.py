@@ -9,19 +9,11 @@ from pathlib import Path
 
 import orjson
 
-from worker.cli import add_settings_flags, settings_from_args
+from worker.cli import KAFKA_CONNECTION_SETTINGS, add_settings_flags, settings_from_args
 
 TAIL_SETTINGS = [
-    "kafka_bootstrap",
+    *KAFKA_CONNECTION_SETTINGS,
     "alerts_topic",
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "sasl_password_file",
-    "ssl_cafile",
-    "ssl_certfile",
-    "ssl_keyfile",
     "log_level",
 ]
 ENGINE_SETTINGS = [

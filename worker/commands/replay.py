@@ -16,21 +16,13 @@ from typing import Any
 
 import orjson
 
-from worker.cli import add_settings_flags, settings_from_args
+from worker.cli import KAFKA_CONNECTION_SETTINGS, add_settings_flags, settings_from_args
 from worker.config import Settings
 from worker.decode import DecodeFailure, decode_event
 
 REPLAY_SETTINGS = [
-    "kafka_bootstrap",
+    *KAFKA_CONNECTION_SETTINGS,
     "input_topic",
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "sasl_password_file",
-    "ssl_cafile",
-    "ssl_certfile",
-    "ssl_keyfile",
     "producer_linger_ms",
     "producer_compression",
     "max_message_bytes",
