@@ -51,10 +51,14 @@ class Health:
                 failed.append(name)
         return failed
 
+    def not_ready(self) -> list[str]:
+        """Why the process is not ready ([] when it is); refreshes the finsignal_ready gauge."""
+        reasons = self.failing() if self._checks else ["starting"]
+        metrics.READY.set(0 if reasons else 1)
+        return reasons
+
     def ready(self) -> bool:
-        ready = not self.failing() and bool(self._checks)
-        metrics.READY.set(1 if ready else 0)
-        return ready
+        return not self.not_ready()
 
     def stalled(self) -> list[str]:
         now = time.monotonic()
@@ -106,9 +110,8 @@ def _handler_for(health: Health) -> type[BaseHTTPRequestHandler]:
                 body = {"status": "stalled" if stalled else "ok", "stalled": stalled}
                 self._send(503 if stalled else 200, orjson.dumps(body), "application/json")
             elif path == "/readyz":
-                failing = health.failing() if health._checks else ["starting"]
+                failing = health.not_ready()
                 ready = not failing
-                metrics.READY.set(1 if ready else 0)
                 body = {"status": "ready" if ready else "not ready", "failing": failing}
                 self._send(200 if ready else 503, orjson.dumps(body), "application/json")
             else:
