@@ -60,6 +60,34 @@ def _pdeathsig() -> None:
     ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # the worker dies with us
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (None when it is not ours to read)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU share (1.0 = one core) of a process between two calls."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self._last = (time.monotonic(), _cpu_seconds(pid))
+
+    def share(self) -> float | None:
+        now, used = time.monotonic(), _cpu_seconds(self.pid)
+        last_t, last_used = self._last
+        self._last = (now, used)
+        if used is None or last_used is None or now <= last_t:
+            return None
+        return round((used - last_used) / (now - last_t), 3)
+
+
 def _rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -71,11 +99,11 @@ def _rss_bytes(pid: int) -> int:
 class Feed:
     """Producer with an acknowledged-count (lag = acked - committed)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, linger_ms: int) -> None:
         from kafka import KafkaProducer
 
         self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms)
         self.sent = 0
         self.acked = 0
         self.failed = 0
@@ -122,7 +150,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120
     raise SystemExit(f"soak: the worker was not ready within {timeout_s:.0f} s")
 
 
-def _summary(samples: list[dict[str, float]], warmup_s: float, rate: float) -> dict[str, Any]:
+def _summary(samples: list[dict[str, Any]], warmup_s: float, rate: float) -> dict[str, Any]:
     after = [s for s in samples if s["t"] >= warmup_s]
     if len(after) < 4:
         return {"error": "too few samples after warm-up; run longer"}
@@ -163,7 +191,7 @@ def _plot(result: dict[str, Any], path: Path) -> bool:
         return False
     samples = result["samples"]
     minutes = [s["t"] / 60 for s in samples]
-    fig, (ax_rss, ax_lag) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, (ax_rss, ax_lag, ax_cpu) = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
     ax_rss.plot(minutes, [s["rss_mb"] for s in samples], color="tab:blue")
     ax_rss.axvline(
         result["summary"].get("warmup_s", 0) / 60, color="grey", linestyle=":", label="warm-up end"
@@ -172,7 +200,14 @@ def _plot(result: dict[str, Any], path: Path) -> bool:
     ax_rss.legend(loc="lower right")
     ax_lag.plot(minutes, [s["lag"] for s in samples], color="tab:red")
     ax_lag.set_ylabel("lag (messages)")
-    ax_lag.set_xlabel("minutes")
+    for name, color in (("worker_cpu", "tab:blue"), ("broker_cpu", "tab:orange")):
+        points = [(m, s.get(name)) for m, s in zip(minutes, samples, strict=True)]
+        points = [(m, v) for m, v in points if v is not None]
+        if points:
+            ax_cpu.plot([m for m, _ in points], [v for _, v in points], color=color, label=name[:-4])
+    ax_cpu.set_ylabel("CPU (cores)")
+    ax_cpu.legend(loc="upper left")
+    ax_cpu.set_xlabel("minutes")
     config = result["config"]
     fig.suptitle(
         f"finsignal soak: {config['rate']:.0f} msg/s ({config['fraction']:.0%} of measured max "
@@ -191,12 +226,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from kb_sync.store import KBStore
     from worker.embedded import create_topics, free_port, start_redis, start_tansu
 
-    services = []
+    services: list[Any] = []
     bootstrap = args.bootstrap
+    broker_pid = None
     if not bootstrap:
         broker = start_tansu()
         services.append(broker)
         bootstrap = broker.bootstrap
+        broker_pid = broker._proc.pid if broker._proc is not None else None
     redis_url = args.redis_url
     if not redis_url:
         server = start_redis(prefer_env=False)
@@ -238,7 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
             preexec_fn=_pdeathsig,
         )
-    feed = Feed(bootstrap, topics["raw"])
+    feed = Feed(bootstrap, topics["raw"], args.feed_linger_ms)
     committed = Committed(bootstrap, group, topics["raw"])
     texts = _texts()
     try:
@@ -257,7 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"soak: max throughput {max_rate:.0f} msg/s; feeding {rate:.0f} msg/s for {args.minutes} min")
 
         stop = threading.Event()
-        samples: list[dict[str, float]] = []
+        samples: list[dict[str, Any]] = []
         base = args.calibrate
 
         def produce() -> None:
@@ -273,6 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 i += 1
 
         producer_thread = threading.Thread(target=produce, name="soak-feed", daemon=True)
+        worker_cpu, broker_cpu = CpuMeter(proc.pid), CpuMeter(broker_pid)
         t0 = time.monotonic()
         producer_thread.start()
         duration = args.minutes * 60
@@ -280,17 +318,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if proc.poll() is not None:
                 raise SystemExit(f"soak: the worker died with {proc.returncode}; see {log_path}")
             done = committed.total()
-            sample = {
+            sample: dict[str, Any] = {
                 "t": round(time.monotonic() - t0, 2),
                 "rss_mb": round(_rss_bytes(proc.pid) / 1e6, 2),
                 "acked": feed.acked,
                 "committed": done,
                 "lag": max(0, feed.acked - done),
+                "worker_cpu": worker_cpu.share(),
+                "broker_cpu": broker_cpu.share(),
             }
             samples.append(sample)
             if len(samples) % max(1, int(60 / args.sample_s)) == 0:
                 print(
                     f"soak: {sample['t'] / 60:5.1f} min  RSS {sample['rss_mb']:.1f} MB  lag {sample['lag']}"
+                    f"  CPU worker {sample['worker_cpu']} broker {sample['broker_cpu']}"
                 )
             time.sleep(max(0.0, t0 + len(samples) * args.sample_s - time.monotonic()))
         stop.set()
@@ -303,6 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "max_throughput": round(max_rate, 1),
                 "rate": round(rate, 1),
                 "calibrate_messages": args.calibrate,
+                "feed_linger_ms": args.feed_linger_ms,
                 "intra_op_threads": args.threads,
                 "sample_s": args.sample_s,
                 "partitions": PARTITIONS,
@@ -335,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-minutes", type=float, default=None, help="default: 20%% of the run, <= 5")
     parser.add_argument("--sample-s", type=float, default=5.0, help="sampling period (default 5 s)")
     parser.add_argument("--threads", type=int, default=1, help="worker ONNX intra-op threads (default 1)")
+    parser.add_argument(
+        "--feed-linger-ms",
+        type=int,
+        default=100,
+        help="the feeding producer's linger (default 100 ms, a batching upstream producer; the memory-only"
+        " Tansu slows down with the number of stored batches, and 1-record batches at soak rates stall it)",
+    )
     parser.add_argument("--bootstrap", default="", help="use this Kafka instead of an embedded Tansu")
     parser.add_argument("--redis-url", default="", help="use this Redis instead of a bundled one")
     parser.add_argument("--out", default=str(REPO_ROOT / "bench" / "results" / "soak"), help="output stem")
