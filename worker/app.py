@@ -36,8 +36,9 @@ from worker.classifier import Classified, Classifier
 from worker.config import Settings
 from worker.decode import DecodeFailure, NewsEvent, decode_event, dlq_headers
 from worker.health import Health
-from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
+from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, STORY_HEADER
 from worker.signals import build_signal, merge_entities, utc_now_iso
+from worker.story import story_id
 
 log = logging.getLogger(__name__)
 
@@ -385,6 +386,10 @@ class Worker:
                     (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
                     (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
                 ]
+                # The story fingerprint: the alert stage counts the copies of one story once.
+                story = story_id(event.text)
+                if story is not None:
+                    source.append((STORY_HEADER, story.encode()))
                 sends.append(
                     producer.send(
                         s.signals_topic,

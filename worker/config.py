@@ -182,6 +182,17 @@ class Settings(BaseSettings):
     alert_top_messages: int = Field(
         3, ge=0, le=20, description="top contributing messages carried by an alert"
     )
+    alert_dedupe_window_s: int = Field(
+        1800,
+        ge=0,
+        description=(
+            "copies of one story (the signal's finsignal.story header) within this much event time "
+            "count once per key (0: every signal counts)"
+        ),
+    )
+    alert_dedupe_max_stories: int = Field(
+        20_000, ge=1, description="stories remembered per key for alert_dedupe_window_s (oldest forgotten)"
+    )
     alert_rebuild_horizon_s: int = Field(
         6 * 3600,
         ge=0,

@@ -40,6 +40,9 @@ DLQ_SOURCE_TOPIC = "finsignal.source.topic"
 DLQ_SOURCE_PARTITION = "finsignal.source.partition"
 DLQ_SOURCE_OFFSET = "finsignal.source.offset"
 DLQ_FAILED_AT = "finsignal.failed_at"
+# Kafka header of a signal record: the story fingerprint of its text (worker.story.story_id), so the
+# alert stage counts the copies of one story once. Absent when the text has no content words.
+STORY_HEADER = "finsignal.story"
 
 
 class SchemaError(ValueError):

@@ -40,6 +40,8 @@ ENGINE_SETTINGS = [
     "alert_prior_rate_per_hour",
     "alert_prior_exposure_s",
     "alert_top_messages",
+    "alert_dedupe_window_s",
+    "alert_dedupe_max_stories",
 ]
 
 

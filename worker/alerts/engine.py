@@ -24,6 +24,12 @@ An alert's score is the larger of the two in "sigmas" (sqrt(2 x llr) for the seq
 the severity and the hysteresis: a firing key resolves only when its score falls below
 ``resolve_score``; after resolving it stays quiet for ``cooldown_s``.
 
+Copies of one story (``SignalEvent.story``, the ``finsignal.story`` header) count once per key: a
+story already counted for a key within ``dedupe_window_s`` (event time, either side) is skipped for
+that key, in the windows and the baseline alike, and counted in ``duplicates``. The per-key story
+memory expires with the clock and holds at most ``dedupe_max_stories`` ids. Signals without a story
+count as before.
+
 Time is the global event-time clock: the newest event time seen. The watermark (clock minus
 ``allowed_lateness_s``) decides which buckets are final; older events are "late": counted (and folded
 into the baseline so the statistics lose nothing) but they no longer move a window.
@@ -32,6 +38,7 @@ into the baseline so the statistics lose nothing) but they no longer move a wind
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +78,8 @@ class AlertConfig:
     surge_share_factor: float = 3.0
     classifier_prior: float = 0.3
     top_messages: int = 3
+    dedupe_window_s: float = 1800.0
+    dedupe_max_stories: int = 20_000
     evict_after_s: float = 4 * 6 * 3600.0
 
     def __post_init__(self) -> None:
@@ -95,6 +104,8 @@ class AlertConfig:
             problems.append("alert_surge_share_factor must be > 1")
         if not 0.0 < self.classifier_prior < 1.0:
             problems.append("alert_classifier_prior must be in (0, 1)")
+        if self.dedupe_window_s < 0 or self.dedupe_max_stories < 1:
+            problems.append("alert_dedupe_window_s must be >= 0 and alert_dedupe_max_stories >= 1")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -129,6 +140,8 @@ class AlertConfig:
                 surge_share_factor=settings.alert_surge_share_factor,
                 classifier_prior=settings.alert_classifier_prior,
                 top_messages=settings.alert_top_messages,
+                dedupe_window_s=float(settings.alert_dedupe_window_s),
+                dedupe_max_stories=settings.alert_dedupe_max_stories,
                 evict_after_s=4.0 * float(settings.alert_baseline_halflife_s),
             )
         except ValueError as exc:
@@ -148,6 +161,7 @@ class SignalEvent:
     text: str | None = None
     model: Mapping[str, Any] = field(default_factory=dict)
     kb_version: int = 0
+    story: str | None = None  # story fingerprint (``finsignal.story`` header): copies count once per key
 
 
 @dataclass(frozen=True)
@@ -248,6 +262,7 @@ class _KeyState:
         "floor_idx",
         "model",
         "kb_version",
+        "stories",
     )
 
     def __init__(self) -> None:
@@ -261,6 +276,7 @@ class _KeyState:
         self.floor_idx = -(2**62)  # scans never reach below this bucket (start of the current era)
         self.model: Mapping[str, Any] = {}
         self.kb_version = 0
+        self.stories: OrderedDict[str, float] | None = None  # story -> event time of its counted copy
 
 
 @dataclass(frozen=True)
@@ -298,6 +314,7 @@ class AlertEngine:
         self.late_events = 0
         self.fired = 0
         self.resolved = 0
+        self.duplicates = 0  # (signal, key) pairs skipped as a copy of a story the key already counted
 
     # --- public API ------------------------------------------------------------------------
     @property
@@ -313,6 +330,8 @@ class AlertEngine:
         self.events += 1
         cfg = self.config
         keys = tuple(dict.fromkeys(event.keys))
+        if event.story is not None and cfg.dedupe_window_s > 0:
+            keys = tuple(key for key in keys if not self._repeat(key, event.story, event.event_time))
         watermark = self.watermark
         if watermark is not None and event.event_time < watermark:
             self.late_events += 1
@@ -433,6 +452,11 @@ class AlertEngine:
             state.episode = None
             self._firing.discard(key)
 
+    def stories_held(self, key: str) -> int:
+        """How many story ids the engine remembers for ``key`` (bounded; see ``dedupe_max_stories``)."""
+        state = self._keys.get(key)
+        return len(state.stories) if state is not None and state.stories is not None else 0
+
     @property
     def key_count(self) -> int:
         return len(self._keys)
@@ -443,6 +467,34 @@ class AlertEngine:
         if state is None:
             state = self._keys[key] = _KeyState()
         return state
+
+    def _repeat(self, key: str, story: str, event_time: float) -> bool:
+        """True (and counted) when ``key`` already counted ``story`` within the dedupe window;
+        otherwise remember it as counted at ``event_time``."""
+        cfg = self.config
+        state = self._state(key)
+        stories = state.stories
+        if stories is None:
+            stories = state.stories = OrderedDict()
+        seen = stories.get(story)
+        if seen is not None and abs(event_time - seen) <= cfg.dedupe_window_s:
+            self.duplicates += 1
+            return True
+        stories[story] = event_time
+        stories.move_to_end(story)
+        if len(stories) > cfg.dedupe_max_stories:
+            stories.popitem(last=False)
+        self._expire_stories(state)
+        return False
+
+    def _expire_stories(self, state: _KeyState) -> None:
+        """Forget stories no on-time copy can match any more (arrival order: oldest first, roughly)."""
+        stories = state.stories
+        if not stories or self._clock is None:
+            return
+        horizon = self._clock - self.config.allowed_lateness_s - self.config.dedupe_window_s
+        while stories and next(iter(stories.values())) < horizon:
+            stories.popitem(last=False)
 
     def _baseline(self, state: _KeyState) -> Baseline:
         cfg = self.config
@@ -644,6 +696,8 @@ class AlertEngine:
         )
 
     def _evict(self, watermark: float) -> None:
+        for state in self._keys.values():
+            self._expire_stories(state)
         horizon = watermark - self.config.evict_after_s
         stale = [
             key

@@ -28,6 +28,11 @@ INVALID_SIGNALS = _metric(
 DUPLICATES_SUPPRESSED = _metric(
     Counter, "finsignal_alerts_duplicates_suppressed", "alerts not re-published: already on the alerts topic"
 )
+STORY_REPEATS = _metric(
+    Counter,
+    "finsignal_alerts_story_repeats",
+    "signal x key pairs not counted: a copy of a story the key counted within alert_dedupe_window_s",
+)
 ALERT_KEYS = _metric(Gauge, "finsignal_alerts_keys", "keys (topics and entities) the alert engine tracks")
 FIRING = _metric(Gauge, "finsignal_alerts_firing", "keys with a firing alert")
 REORDER_HELD = _metric(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from worker.alerts.engine import SignalEvent
+from worker.schemas import STORY_HEADER
 
 _EVIDENCE_FIELDS = ("id", "text", "kind", "group", "topic", "sentiment", "weight", "attention")
 _MAX_EVIDENCE = 3
@@ -41,8 +42,21 @@ def signal_keys(signal: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def parse_signal(signal: Mapping[str, Any]) -> SignalEvent:
-    """The engine's view of one signal (already schema-checked or not: every field used is checked)."""
+def story_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    """The story fingerprint from a signal record's ``finsignal.story`` header (None: absent/unreadable)."""
+    for name, value in headers or ():
+        if name == STORY_HEADER:
+            try:
+                story = bytes(value).decode("ascii").strip()
+            except (TypeError, ValueError):
+                return None
+            return story[:64] or None
+    return None
+
+
+def parse_signal(signal: Mapping[str, Any], story: str | None = None) -> SignalEvent:
+    """The engine's view of one signal (already schema-checked or not: every field used is checked);
+    ``story`` is its record's story fingerprint (``story_of``), if any."""
     if not isinstance(signal, Mapping):
         raise SignalError("signal is not a JSON object")
     signal_id = signal.get("id")
@@ -78,4 +92,5 @@ def parse_signal(signal: Mapping[str, Any]) -> SignalEvent:
         text=text if isinstance(text, str) else None,
         model=model if isinstance(model, Mapping) else {},
         kb_version=kb_version if isinstance(kb_version, int) and kb_version >= 0 else 0,
+        story=story,
     )

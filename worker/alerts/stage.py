@@ -47,7 +47,7 @@ from worker.alerts import metrics
 from worker.alerts.engine import Alert, AlertConfig, AlertEngine
 from worker.alerts.payload import alert_payload, format_alert_line
 from worker.alerts.reorder import ReorderBuffer
-from worker.alerts.signals import SignalError, parse_signal, parse_time
+from worker.alerts.signals import SignalError, parse_signal, parse_time, story_of
 from worker.config import Settings
 from worker.schemas import DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 
@@ -405,7 +405,7 @@ class AlertStage:
     def _parse(self, record: Any, count_invalid: bool = True) -> Any:
         try:
             signal = orjson.loads(record.value)
-            return parse_signal(signal)
+            return parse_signal(signal, story_of(record.headers))
         except (orjson.JSONDecodeError, SignalError) as exc:
             if count_invalid:
                 metrics.INVALID_SIGNALS.inc()
@@ -422,7 +422,7 @@ class AlertStage:
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
         engine, reorder = self.engine, self.reorder
-        late_before, forced_before = engine.late_events, reorder.forced
+        late_before, forced_before, repeats_before = engine.late_events, reorder.forced, engine.duplicates
         outgoing: list[Alert] = []
         now = self._monotonic()
         for record in records:
@@ -436,6 +436,7 @@ class AlertStage:
         for event in reorder.release(now, self._caught_up):
             outgoing.extend(engine.process(event))
         metrics.LATE_EVENTS.inc(engine.late_events - late_before)
+        metrics.STORY_REPEATS.inc(engine.duplicates - repeats_before)
         metrics.REORDER_FORCED.inc(reorder.forced - forced_before)
         metrics.REORDER_HELD.set(len(reorder))
         futures = []

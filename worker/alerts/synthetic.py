@@ -5,8 +5,10 @@ The noise model, in one place so the figures can be judged:
 - keys: every message has one topic (Zipf over ``n_topics``) and, with probability 0.6, one entity
   (0.1: two) drawn Zipf over ``n_entities``; each topic has its own negative share and each entity
   shifts it a little;
-- syndication: 15% of messages are repeated 1-3 times (same keys and sentiment) within 3 minutes,
-  so real streams' small clusters are part of the noise;
+- syndication: a share of messages (``syndication``; the eval uses 5% and 15%) is repeated 1-3 times
+  (same keys and sentiment) within 3 minutes, so real streams' small clusters are part of the noise;
+  the copies carry their original's story id (the ``finsignal.story`` fingerprint) unless
+  ``rewritten`` says the fingerprint misses them; every other message is a story of its own;
 - classifier: P(negative) ~ Beta(8, 2) for a negative message (mean 0.8), Beta(1, 12) otherwise
   (mean 0.08), so counts are confidence-weighted as in production.
 """
@@ -34,7 +36,9 @@ def make_event(
     keys: tuple[str, ...],
     negative: bool,
     delay_s: float = 0.5,
+    story: str | None = None,
 ) -> SignalEvent:
+    """One synthetic signal; its story id is ``story`` (a copy) or its own id (a story of its own)."""
     return SignalEvent(
         id=event_id,
         event_time=when,
@@ -43,6 +47,7 @@ def make_event(
         processed_time=when + delay_s,
         model=MODEL,
         kb_version=1,
+        story=story or event_id,
     )
 
 
@@ -74,6 +79,7 @@ class SteadyStream:
     syndication: float = 0.15
     start: float = 1_700_000_000.0  # a fixed epoch so streams are reproducible
     jitter_s: float = 30.0  # arrival order differs from event time by up to this much
+    rewritten: float = 0.0  # share of copies the story fingerprint misses (reworded): a story of their own
 
     def events(self, seed: int) -> list[SignalEvent]:
         rng = random.Random(seed)
@@ -100,10 +106,12 @@ class SteadyStream:
             negative = rng.random() < min(max(share, 0.02), 0.9)
             keys = (topics[topic], *(entities[e] for e in ents))
             copies = 1 + (rng.randint(1, 3) if rng.random() < self.syndication else 0)
+            story = f"s{seed}-{n + 1}"
             for c in range(copies):
                 when = t if c == 0 else t + rng.uniform(0.0, 180.0)
                 n += 1
-                event = make_event(rng, f"s{seed}-{n}", when, keys, negative)
+                missed = c > 0 and self.rewritten > 0.0 and rng.random() < self.rewritten
+                event = make_event(rng, f"s{seed}-{n}", when, keys, negative, story=None if missed else story)
                 out.append((when + rng.uniform(0.0, self.jitter_s), event))
         out.sort(key=lambda pair: pair[0])  # arrival order: event time plus a little jitter
         return [event for _, event in out]
