@@ -6,13 +6,16 @@
     too, since that is the only part whose cost depends on the KB.
 (b) On a real Redis: a 100,000-point KB is served (embedding cache warm), a thread keeps classifying
     batches, and ``finsignal kb publish --delta`` (a separate process, as an operator would run it)
-    changes 1,000 points. Reported: time from the publish notice to the new version serving, and batch
-    times (p50 / p99 / max) before vs during the reload (target: reload < 10 s, no batch waits on it).
+    changes 1,000 points, ``--reloads`` times in a row (other points each time). Reported per reload: time
+    from the publish notice to the new version serving, and whether the large groups' inverted lists were
+    kept or fitted again; batch times (p50 / p99 / max) before vs during the reloads (target: reload
+    < 10 s, no batch waits on it).
 
 Synthetic points paraphrase the default KB by templates (prefix x suffix x company); their embeddings are
 computed once with the shipped encoder and kept under ``.cache/kb-scale/`` so reruns are fast.
 
-Usage: python bench/kb_scale.py [--rounds 3] [--skip-reload] [--skip-throughput] [--json-out PATH]
+Usage: python bench/kb_scale.py [--rounds 4] [--reloads 3] [--skip-reload] [--skip-throughput]
+       [--json-out PATH]
 """
 
 from __future__ import annotations
@@ -118,10 +121,12 @@ def synthetic_entries(n: int) -> tuple[KBEntry, ...]:
     return tuple(out)
 
 
-def changed_entries(entries: Sequence[KBEntry], count: int) -> tuple[KBEntry, ...]:
-    """``count`` points spread over the KB with a reworded text (so their embeddings are new)."""
+def changed_entries(entries: Sequence[KBEntry], count: int, round_: int = 0) -> tuple[KBEntry, ...]:
+    """``count`` points spread over the KB with a reworded text (so their embeddings are new); each
+    round rewords other points."""
     step = max(1, len(entries) // count)
-    return tuple(replace(e, text=f"{e.text} (revised)") for e in entries[::step][:count])
+    suffix = " (revised)" if round_ == 0 else f" (revised, round {round_ + 1})"
+    return tuple(replace(e, text=f"{e.text}{suffix}") for e in entries[round_ % step :: step][:count])
 
 
 def embeddings_for(encoder: Encoder, entries: Sequence[KBEntry], what: str) -> np.ndarray:
@@ -253,6 +258,7 @@ def reload_run(
     vectors: np.ndarray,
     texts: list[str],
     baseline_s: float,
+    rounds: int,
 ) -> dict[str, Any]:
     import redis
 
@@ -280,23 +286,82 @@ def reload_run(
     cold_load_s = time.monotonic() - start
     print(f"  v{v1} ({len(entries)} points, cache warm) served after {cold_load_s:.1f} s", flush=True)
 
-    notices: list[float] = []
+    notices: list[tuple[float, int]] = []
     sub = redis.Redis.from_url(settings.redis_url)
     pubsub = sub.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(f"{settings.kb_namespace}:events")
+    listening = threading.Event()
+    listening.set()
 
     def listen() -> None:
-        while not notices:
-            if pubsub.get_message(timeout=0.05) is not None:
-                notices.append(time.monotonic())
+        while listening.is_set():
+            message = pubsub.get_message(timeout=0.05)
+            if message is not None:
+                notices.append((time.monotonic(), int(orjson.loads(message["data"])["version"])))
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
 
-    changed = changed_entries(entries, CHANGED)
     loop = BatchLoop(classifier.classify_texts, _batches(texts, settings.max_batch_size))
     loop.thread.start()
     time.sleep(baseline_s)
+    reloads = []
+    current = entries
+    for round_ in range(rounds):
+        changed = changed_entries(current, CHANGED, round_)
+        by_id = {e.id: e for e in changed}
+        current = tuple(by_id.get(e.id, e) for e in current)
+        reloads.append(_one_reload(settings, store, classifier, watcher, loop, changed, notices))
+        r = reloads[-1]
+        print(
+            f"  reload {round_ + 1}: notice -> serving {r['notice_to_serving_s']:.2f} s "
+            f"(publish command {r['publish_command_s']:.1f} s)",
+            flush=True,
+        )
+        time.sleep(3.0)  # a few batches on the new version
+    loop.stop.set()
+    loop.thread.join(30)
+    watcher.stop()
+    listening.clear()
+    listener.join(1)
+    pubsub.close()
+    sub.close()
+
+    records = loop.records
+    first_cmd = reloads[0]["_cmd_start"]
+    windows = [(r["_notice"], r["_served"]) for r in reloads]
+    before = [1000 * (e - s) for s, e, _ in records if e < first_cmd]
+    during = [1000 * (e - s) for s, e, _ in records if any(e >= a and s <= b for a, b in windows)]
+    after = [1000 * (e - s) for s, e, _ in records if s > windows[-1][1]]
+    keys = list(client.scan_iter(f"{settings.kb_namespace}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    seconds = [r["notice_to_serving_s"] for r in reloads]
+    return {
+        "kb_points": len(entries),
+        "changed_points": CHANGED,
+        "rounds": rounds,
+        "cold_load_s": cold_load_s,
+        "reloads": [{k: v for k, v in r.items() if not k.startswith("_")} for r in reloads],
+        "reload_s_notice_to_serving": statistics.median(seconds),
+        "reload_s_notice_to_serving_max": max(seconds),
+        "batches_before": _stats(before),
+        "batches_during_reload": _stats(during),
+        "batches_after": _stats(after),
+    }
+
+
+def _one_reload(
+    settings: Settings,
+    store: Any,
+    classifier: Any,
+    watcher: Any,
+    loop: BatchLoop,
+    changed: tuple[KBEntry, ...],
+    notices: list[tuple[float, int]],
+) -> dict[str, Any]:
+    """Publish one delta with ``finsignal kb publish --delta`` and time it until the new version serves."""
     with tempfile.TemporaryDirectory() as tmp:
         delta = Path(tmp) / "delta.jsonl"
         delta.write_bytes(b"".join(orjson.dumps({"op": "upsert", **e.to_dict()}) + b"\n" for e in changed))
@@ -326,43 +391,25 @@ def reload_run(
     if proc.returncode != 0:
         loop.stop.set()
         raise RuntimeError(f"kb publish failed: {proc.stderr}")
-    v2 = store.current_version()
-    assert v2 is not None and v2 > v1
-    while classifier.kb_version != v2:
+    version = store.current_version()
+    while classifier.kb_version != version:
         if time.monotonic() - cmd_start > 120:
             loop.stop.set()
-            raise RuntimeError(f"KB v{v2} not served within 120 s: {watcher.last_error}")
+            raise RuntimeError(f"KB v{version} not served within 120 s: {watcher.last_error}")
         time.sleep(0.005)
     served = time.monotonic()
-    time.sleep(3.0)  # a few batches on the new version
-    loop.stop.set()
-    loop.thread.join(30)
-    watcher.stop()
-    listener.join(1)
-    pubsub.close()
-    sub.close()
-
-    notice = notices[0] if notices else float("nan")
-    records = loop.records
-    before = [1000 * (e - s) for s, e, _ in records if e < cmd_start]
-    during = [1000 * (e - s) for s, e, _ in records if e >= notice and s <= served]
-    after = [1000 * (e - s) for s, e, _ in records if s > served]
-    first_v2 = min((e for s, e, v in records if v == v2), default=float("nan"))
-    keys = list(client.scan_iter(f"{settings.kb_namespace}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    notice = next((t for t, v in notices if v == version), float("nan"))
+    index = classifier.index
     return {
-        "kb_points": len(entries),
-        "changed_points": len(changed),
-        "cold_load_s": cold_load_s,
+        "version": version,
         "publish_command_s": cmd_s,
-        "reload_s_notice_to_serving": served - notice,
-        "reload_s_command_start_to_serving": served - cmd_start,
-        "first_v2_batch_done_after_notice_s": first_v2 - notice,
-        "batches_before": _stats(before),
-        "batches_during_reload": _stats(during),
-        "batches_after": _stats(after),
+        "notice_to_serving_s": served - notice,
+        "command_start_to_serving_s": served - cmd_start,
+        "lists_kept_groups": len(index.kept_groups),
+        "lists_refit_groups": len(index.refit_groups),
+        "_cmd_start": cmd_start,
+        "_notice": notice,
+        "_served": served,
     }
 
 
@@ -374,6 +421,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds per KB size (a)")
     parser.add_argument("--texts", type=int, default=None, help="bench texts used (default: all)")
     parser.add_argument("--baseline-s", type=float, default=8.0, help="batches timed before the publish (b)")
+    parser.add_argument("--reloads", type=int, default=3, help="successive 1,000-point reloads timed (b)")
     parser.add_argument("--skip-throughput", action="store_true", help="only (b)")
     parser.add_argument("--skip-reload", action="store_true", help="only (a)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON")
@@ -412,7 +460,9 @@ def main() -> int:
             del classifiers
         if not args.skip_reload:
             print(f"(b) reload changing {CHANGED} of {LARGE} points while classifying", flush=True)
-            report["reload"] = reload_run(settings, encoder, entries, vectors, texts, args.baseline_s)
+            report["reload"] = reload_run(
+                settings, encoder, entries, vectors, texts, args.baseline_s, args.reloads
+            )
 
     print_report(report)
     if args.json_out:
@@ -442,10 +492,16 @@ def print_report(report: dict[str, Any]) -> None:
             f"\n(b) reload: {r['changed_points']} of {r['kb_points']} points changed, cache warm for the rest"
         )
         print(f"  cold load of the {r['kb_points']}-point KB (all cache hits): {r['cold_load_s']:.1f} s")
-        print(f"  `kb publish --delta` command: {r['publish_command_s']:.1f} s")
+        for i, one in enumerate(r["reloads"]):
+            print(
+                f"  reload {i + 1}: publish notice -> serving {one['notice_to_serving_s']:.2f} s "
+                f"(command start -> serving {one['command_start_to_serving_s']:.2f} s; `kb publish --delta` "
+                f"{one['publish_command_s']:.1f} s; lists kept / refit in {one['lists_kept_groups']} / "
+                f"{one['lists_refit_groups']} groups)"
+            )
         print(
-            f"  publish notice -> new version serving: {r['reload_s_notice_to_serving']:.2f} s "
-            f"(command start -> serving {r['reload_s_command_start_to_serving']:.2f} s; target < 10 s)"
+            f"  median notice -> serving {r['reload_s_notice_to_serving']:.2f} s, max "
+            f"{r['reload_s_notice_to_serving_max']:.2f} s (target < 10 s)"
         )
         for name in ("batches_before", "batches_during_reload", "batches_after"):
             s = r[name]

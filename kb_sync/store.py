@@ -198,8 +198,12 @@ class KBStore:
             return version, ""
         return version, f"{meta.get('published_at', '')}/{meta.get('sha256', '')}"
 
-    def load(self, version: int | None = None) -> KBSnapshot:
-        """The snapshot of ``version`` (current when None), checksum- and schema-checked."""
+    def load(self, version: int | None = None, *, reuse: DecodedEntries | None = None) -> KBSnapshot:
+        """The snapshot of ``version`` (current when None), checksum- and schema-checked.
+
+        ``reuse`` (the watcher's): entries whose JSON is byte-identical to one of the previous load are
+        taken from it instead of being validated and built again (``DecodedEntries``).
+        """
         if version is None:
             version = self.current_version()
             if version is None:
@@ -220,7 +224,7 @@ class KBStore:
             raise KBCorrupt(f"KB version {version}: content does not match its sha256 checksum")
         return KBSnapshot(
             version=version,
-            entries=decode_entries(blob, version, self.max_entries),
+            entries=decode_entries(blob, version, self.max_entries, reuse=reuse),
             published_at=str(meta.get("published_at", "")),
             author=str(meta.get("author", "")),
             message=str(meta.get("message", "")),
@@ -245,7 +249,28 @@ class KBStore:
         }
 
 
-def decode_entries(blob: bytes, version: int, max_entries: int) -> tuple[KBEntry, ...]:
+class DecodedEntries:
+    """The entries of the last version decoded, keyed by the exact JSON bytes each was decoded from.
+
+    A reload that changes a few points of a large KB then validates and builds only those: an item whose
+    re-serialised JSON (``orjson.dumps`` of the decoded value, key order kept) equals a previous item's is
+    the same JSON value, so it validates the same and yields an equal (immutable) ``KBEntry``, which is
+    shared, together with its cached ``content_hash``. Only the latest successfully decoded version is
+    kept, so memory stays one KB's worth.
+    """
+
+    def __init__(self) -> None:
+        self._by_json: dict[bytes, KBEntry] = {}
+        self.reused = 0  # entries taken from the previous version by the last decode
+        self.built = 0  # entries validated and built by the last decode
+
+    def __len__(self) -> int:
+        return len(self._by_json)
+
+
+def decode_entries(
+    blob: bytes, version: int, max_entries: int, *, reuse: DecodedEntries | None = None
+) -> tuple[KBEntry, ...]:
     """Decode and re-validate a version blob (defence in depth: Redis can be written by anyone)."""
     try:
         items = orjson.loads(blob)
@@ -253,16 +278,30 @@ def decode_entries(blob: bytes, version: int, max_entries: int) -> tuple[KBEntry
         raise KBCorrupt(f"KB version {version}: content is not JSON ({exc})") from None
     if not isinstance(items, list):
         raise KBCorrupt(f"KB version {version}: content is not a list of entries")
+    known = reuse._by_json if reuse is not None else {}
+    decoded: dict[bytes, KBEntry] = {}
     entries = []
+    reused = 0
     for index, item in enumerate(items):
-        try:
-            entries.append(KBEntry.from_dict(item))
-        except (SchemaError, TypeError, KeyError) as exc:
-            raise KBCorrupt(f"KB version {version}: entry {index}: {exc}") from None
+        key = orjson.dumps(item) if reuse is not None else b""
+        entry = known.get(key)
+        if entry is not None:
+            reused += 1
+        else:
+            try:
+                entry = KBEntry.from_dict(item)
+            except (SchemaError, TypeError, KeyError) as exc:
+                raise KBCorrupt(f"KB version {version}: entry {index}: {exc}") from None
+        if reuse is not None:
+            decoded[key] = entry
+        entries.append(entry)
     try:
         _check_entries(tuple(entries), max_entries)
     except (KBFileError, KBTooLarge) as exc:
         raise KBCorrupt(f"KB version {version}: {exc}") from None
+    if reuse is not None:
+        reuse.reused, reuse.built = reused, len(entries) - reused
+        reuse._by_json = decoded
     return tuple(entries)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from kb_sync.embed_cache import EmbeddingCache
-from kb_sync.model import KBSnapshot
+from kb_sync.model import KBEntry, KBSnapshot
 from worker import metrics
 from worker.config import Settings
 from worker.encoder import Encoder, EncoderOutput
@@ -73,10 +73,24 @@ class Classifier:
         return self._index
 
     def set_kb(self, snapshot: KBSnapshot) -> None:
-        """Embed (cache first), index and swap in a KB version; raises and keeps the old one on failure."""
+        """Embed (cache first), index and swap in a KB version; raises and keeps the old one on failure.
+
+        Points the serving index already holds (same content hash) take its vector, and its inverted
+        lists are reused (``KnowledgeIndex.build(previous=...)``): a reload costs about the changed points.
+        """
         start = time.perf_counter()
-        embeddings = self._embed_points(snapshot)
-        index = KnowledgeIndex.build(snapshot, embeddings, self.encoder.topics, self.encoder.sentiments)
+        previous = self._index
+        if previous is not None and previous.dim != self.encoder.dim:
+            previous = None
+        embeddings, positions = self._embed_points(snapshot, previous)
+        index = KnowledgeIndex.build(
+            snapshot,
+            embeddings,
+            self.encoder.topics,
+            self.encoder.sentiments,
+            previous=previous,
+            previous_positions=positions,
+        )
         with self._swap_lock:
             self._index = index
         seconds = time.perf_counter() - start
@@ -84,7 +98,13 @@ class Classifier:
         metrics.KB_ENTRIES.set(len(snapshot))
         metrics.KB_RELOAD_SECONDS.observe(seconds)
         log.info(
-            "KB version %d serving: %d points, built in %.2f s", snapshot.version, len(snapshot), seconds
+            "KB version %d serving: %d points, built in %.2f s (inverted lists kept for %d groups, "
+            "fitted for %d)",
+            snapshot.version,
+            len(snapshot),
+            seconds,
+            len(index.kept_groups),
+            len(index.refit_groups),
         )
 
     def classify_texts(self, texts: list[str]) -> Classified:
@@ -95,8 +115,32 @@ class Classifier:
         seconds = time.perf_counter() - start
         return Classified(results, output, index.version if index is not None else 0, seconds)
 
-    def _embed_points(self, snapshot: KBSnapshot) -> np.ndarray:
+    def _embed_points(
+        self, snapshot: KBSnapshot, previous: KnowledgeIndex | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(vectors, positions): row i = vector of entry i, copied from point positions[i] of the serving
+        index when it holds the point (-1: it does not), else from the Redis cache, else embedded."""
         entries = snapshot.entries
+        vectors = np.empty((len(entries), self.encoder.dim), dtype=np.float32)
+        missing = np.arange(len(entries))
+        pos = None
+        if previous is not None and previous.size:
+            pos = previous.positions_of([e.content_hash for e in entries])
+            held = np.flatnonzero(pos >= 0)
+            previous.vectors_at(pos[held], out=vectors, rows=held)
+            missing = np.flatnonzero(pos < 0)
+        todo = [entries[i] for i in missing.tolist()]
+        if todo:
+            vectors[missing] = self._embed_entries(snapshot.version, todo)
+        log.info(
+            "KB version %d: %d points from the serving KB, %d looked up",
+            snapshot.version,
+            len(entries) - len(todo),
+            len(todo),
+        )
+        return vectors, pos
+
+    def _embed_entries(self, version: int, entries: list[KBEntry]) -> np.ndarray:
         if self._cache_client is None:
             metrics.KB_POINTS_EMBEDDED.inc(len(entries))
             return self.encoder.embed([e.text for e in entries])
@@ -110,7 +154,7 @@ class Classifier:
         metrics.KB_POINTS_EMBEDDED.inc(cache.misses)
         log.info(
             "KB version %d: %d points from the embedding cache, %d embedded",
-            snapshot.version,
+            version,
             cache.hits,
             cache.misses,
         )

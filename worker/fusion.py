@@ -30,7 +30,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,12 @@ DEFAULT_NPROBE = 3  # inverted lists scored per routed (large) group
 FUSION_BLAS_THREADS = 1
 SLOT_WIDTH = 512  # candidates kept per (message, probed list) before the overall top-m
 KMEANS_SAMPLE_PER_CENTROID = 32  # rows per centroid that k-means fits on (all rows are then assigned)
+# Incremental reload of a large group: its lists keep the previous centroids and only new or changed points
+# are assigned, until the group drifts: more than this share of its points changed since the lists were
+# fitted, or a list grew past REFIT_LIST_GROWTH x list_size. Then its lists are fitted again.
+REFIT_CHANGED_SHARE = 0.10
+REFIT_LIST_GROWTH = 2.0  # ... of max(list_size, the list's size when fitted)
+UNIT_NORM_TOLERANCE = 1e-5  # rows this close to unit length are kept as given (a rebuild is bit-exact)
 
 
 class FusionError(ValueError):
@@ -148,6 +154,16 @@ class FusionParams:
         return path
 
 
+@dataclass(frozen=True)
+class ListFit:
+    """The inverted lists of one large group: their centroids and how far the group drifted since."""
+
+    centroids: np.ndarray  # (k, d) unit rows; list c of the group = the points assigned to centroid c
+    fitted_points: int  # group size when the centroids were fitted
+    changed_points: int  # points added or removed since then (reloads that kept the centroids)
+    fitted_counts: np.ndarray  # (k,) list sizes when fitted: a list may grow to REFIT_LIST_GROWTH x this
+
+
 class KnowledgeIndex:
     """Immutable search structure over one KB snapshot; built off the hot path, swapped between batches.
 
@@ -183,6 +199,13 @@ class KnowledgeIndex:
         self.point_kind = np.zeros(0, dtype=np.int64)
         self.point_topic = np.zeros(0, dtype=np.int64)  # -1: no topic
         self.point_sentiment = np.zeros(0, dtype=np.int64)  # -1: no sentiment
+        self.point_group = np.zeros(0, dtype=np.int64)  # group position of each point
+        self.point_row = np.zeros(0, dtype=np.int64)  # row of each point in its group matrix
+        self.point_cluster = np.zeros(0, dtype=np.int64)  # list centroid within its large group; -1: small
+        self.list_fits: dict[str, ListFit] = {}  # large groups' lists, reused by the next reload
+        self.refit_groups: tuple[str, ...] = ()  # large groups whose lists this build fitted
+        self.kept_groups: tuple[str, ...] = ()  # large groups whose lists came from the previous index
+        self._hash_pos: dict[str, int] | None = None  # content hash -> position, built on first use
 
     @classmethod
     def build(
@@ -194,11 +217,19 @@ class KnowledgeIndex:
         max_centroids: int = DEFAULT_MAX_CENTROIDS,
         ivf_min_points: int = DEFAULT_IVF_MIN_POINTS,
         list_size: int = DEFAULT_LIST_SIZE,
+        previous: KnowledgeIndex | None = None,
+        previous_positions: np.ndarray | None = None,
     ) -> KnowledgeIndex:
         """``embeddings``: (len(snapshot), d) float32, L2-normalised, row i = snapshot.entries[i].
 
         Groups with fewer than ``ivf_min_points`` points are scored exactly; larger ones are split into
         inverted lists of about ``list_size`` points (so the per-message cost stops growing with the KB).
+        With ``previous`` (the index being replaced), a large group keeps its list centroids: points with
+        the same content hash and the same vector keep their list, only the others are assigned, unless
+        the group drifted (``REFIT_CHANGED_SHARE``, ``REFIT_LIST_GROWTH``) and its lists are fitted again.
+        ``previous_positions`` (optional, the caller's word): row i of ``embeddings`` was copied from point
+        ``previous_positions[i]`` of ``previous`` (-1: it was not); without it, points are matched by
+        content hash and compared vector by vector.
         """
         entries = tuple(snapshot.entries)
         vectors = np.asarray(embeddings, dtype=np.float32)
@@ -206,10 +237,26 @@ class KnowledgeIndex:
             raise FusionError(
                 f"KB embeddings must be (len(snapshot)={len(entries)}, d), got shape {vectors.shape}"
             )
-        if not np.isfinite(vectors).all():
-            raise FusionError("KB embeddings hold non-finite values (re-embed the KB points)")
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)  # cosine needs unit rows; cheap insurance
+        sq = np.einsum("ij,ij->i", vectors, vectors)
+        if not np.isfinite(sq).all():
+            if not np.isfinite(vectors).all():
+                raise FusionError("KB embeddings hold non-finite values (re-embed the KB points)")
+            sq = np.einsum("ij,ij->i", vectors.astype(np.float64), vectors.astype(np.float64))
+        # Cosine needs unit rows (cheap insurance); rows already unit are kept bit-exact (no copy when all
+        # are), so a point's vector taken from the previous index stays equal to it.
+        norms = np.sqrt(sq)
+        off = np.abs(norms - 1.0) > UNIT_NORM_TOLERANCE
+        if off.any():
+            scale = np.where(off, 1.0 / np.maximum(norms, 1e-12), 1.0).astype(np.float32)
+            vectors = vectors * scale[:, None]
+        if previous is None or not previous.size or previous.dim != vectors.shape[1]:
+            prev_pos = None
+        elif previous_positions is not None:
+            prev_pos = np.asarray(previous_positions, dtype=np.int64)
+            if prev_pos.shape != (len(entries),):
+                raise FusionError(f"previous_positions must have one row per entry, got {prev_pos.shape}")
+        else:
+            prev_pos = _previous_positions(previous, entries, vectors)
 
         self = cls()
         self.version = snapshot.version
@@ -239,23 +286,34 @@ class KnowledgeIndex:
         group_pos = {g: i for i, g in enumerate(self.groups)}
         group_of = np.fromiter((group_pos[e.group] for e in entries), dtype=np.int64, count=len(entries))
         group_vectors, group_points, centroids, starts = [], [], [], []
-        list_group, list_bounds, list_centroid = [], [], []
+        list_group: list[int] = []
+        list_bounds: list[tuple[int, int]] = []
+        list_centroid: list[int] = []
+        self.point_group = group_of
+        self.point_row = np.zeros(len(entries), dtype=np.int64)
+        self.point_cluster = np.full(len(entries), -1, dtype=np.int64)
+        refit: list[str] = []
+        kept: list[str] = []
         n_centroids = 0
-        for g in range(len(self.groups)):
+        for g, name in enumerate(self.groups):
             points = np.flatnonzero(group_of == g)
-            matrix = vectors[points]
             if len(points) >= ivf_min_points:
-                n_lists = -(-len(points) // list_size)
-                cent, assign = _spherical_kmeans(matrix, n_lists)
+                fit, assign, reused = _fit_lists(name, points, vectors, list_size, previous, prev_pos)
+                (kept if reused else refit).append(name)
+                self.list_fits[name] = fit
+                cent = fit.centroids
+                self.point_cluster[points] = assign
                 order = np.argsort(assign, kind="stable")
-                points, matrix = points[order], matrix[order]
+                points = points[order]
+                matrix = vectors[points]  # rows sorted by list: one gather
                 counts = np.bincount(assign, minlength=len(cent))
                 ends = np.cumsum(counts)
-                for c in np.flatnonzero(counts):
+                for c in np.flatnonzero(counts).tolist():
                     list_group.append(g)
-                    list_bounds.append((ends[c] - counts[c], ends[c]))
+                    list_bounds.append((int(ends[c] - counts[c]), int(ends[c])))
                     list_centroid.append(n_centroids + c)
             else:
+                matrix = vectors[points]
                 cent = (
                     matrix.copy()
                     if len(points) <= max_centroids
@@ -264,11 +322,13 @@ class KnowledgeIndex:
                 list_group.append(g)
                 list_bounds.append((0, len(points)))
                 list_centroid.append(-1)
+            self.point_row[points] = np.arange(len(points))
             group_points.append(points)
             group_vectors.append(np.ascontiguousarray(matrix))
             starts.append(n_centroids)
             n_centroids += len(cent)
             centroids.append(cent)
+        self.refit_groups, self.kept_groups = tuple(refit), tuple(kept)
         self.group_vectors = tuple(group_vectors)
         self.group_points = tuple(group_points)
         if centroids:
@@ -296,6 +356,31 @@ class KnowledgeIndex:
         snapshot = KBSnapshot(version=0, entries=(), published_at="", author="")
         return cls.build(snapshot, np.zeros((0, dim), dtype=np.float32), head_topics, sentiments)
 
+    def positions_of(self, content_hashes: Sequence[str]) -> np.ndarray:
+        """Position in ``entries`` of a point with each content hash; -1 where there is none."""
+        if self._hash_pos is None:
+            self._hash_pos = {e.content_hash: i for i, e in enumerate(self.entries)}
+        pos, n = self._hash_pos, len(content_hashes)
+        return np.fromiter((pos.get(h, -1) for h in content_hashes), dtype=np.int64, count=n)
+
+    def vectors_at(
+        self, positions: np.ndarray, out: np.ndarray | None = None, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The unit vectors of the points at ``positions`` (entries order): a new (n, d) float32 array,
+        or written to ``out[rows]`` (one gather, no intermediate copy)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if out is None:
+            out = np.empty((len(positions), self.dim), dtype=np.float32)
+            rows = np.arange(len(positions))
+        elif rows is None:
+            raise FusionError("vectors_at: rows are required with out")
+        groups = self.point_group[positions]
+        group_rows = self.point_row[positions]
+        for g in np.unique(groups).tolist():
+            sel = np.flatnonzero(groups == g)
+            out[rows[sel]] = self.group_vectors[g][group_rows[sel]]
+        return out
+
     def evidence_item(self, point: int, attention: float) -> dict[str, Any]:
         """The signal.v1 evidence item of one point."""
         e = self.entries[point]
@@ -309,6 +394,53 @@ class KnowledgeIndex:
             "weight": e.weight,
             "attention": attention,
         }
+
+
+def _previous_positions(
+    previous: KnowledgeIndex, entries: Sequence[KBEntry], vectors: np.ndarray
+) -> np.ndarray:
+    """Per entry, the position of the same point in ``previous`` (same content hash and bit-identical
+    vector), else -1."""
+    pos = previous.positions_of([e.content_hash for e in entries])
+    found = np.flatnonzero(pos >= 0)
+    if len(found):
+        same = np.all(previous.vectors_at(pos[found]) == vectors[found], axis=1)
+        pos[found[~same]] = -1
+    return pos
+
+
+def _fit_lists(
+    name: str,
+    points: np.ndarray,
+    vectors: np.ndarray,
+    list_size: int,
+    previous: KnowledgeIndex | None,
+    prev_pos: np.ndarray | None,
+) -> tuple[ListFit, np.ndarray, bool]:
+    """Inverted lists of a large group: (fit, list of each row, whether the previous fit was kept).
+
+    The previous index's centroids are kept when it split this group too: its points keep their list and
+    only new points are assigned (to the nearest centroid, as a full build assigns every point). The
+    lists are fitted again when the group drifted past ``REFIT_CHANGED_SHARE`` or ``REFIT_LIST_GROWTH``.
+    """
+    old = previous.list_fits.get(name) if previous is not None else None
+    if old is not None and previous is not None and prev_pos is not None:
+        before = prev_pos[points]
+        kept = before >= 0
+        assign = np.empty(len(points), dtype=np.int64)
+        assign[kept] = previous.point_cluster[before[kept]]
+        fresh = np.flatnonzero(~kept)
+        if len(fresh):
+            assign[fresh] = np.argmax(vectors[points[fresh]] @ old.centroids.T, axis=1)
+        prev_size = len(previous.group_points[previous.groups.index(name)])
+        removed = prev_size - len(np.unique(before[kept]))
+        changed = old.changed_points + len(fresh) + removed
+        if (assign >= 0).all() and changed <= REFIT_CHANGED_SHARE * old.fitted_points:
+            counts = np.bincount(assign, minlength=len(old.centroids))
+            if (counts <= REFIT_LIST_GROWTH * np.maximum(old.fitted_counts, list_size)).all():
+                return replace(old, changed_points=changed), assign, True
+    cent, assign = _spherical_kmeans(vectors[points], -(-len(points) // list_size))
+    return ListFit(cent, len(points), 0, np.bincount(assign, minlength=len(cent))), assign, False
 
 
 def _spherical_kmeans(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -248,3 +249,134 @@ def test_inverted_lists_find_the_near_duplicate_in_a_large_group() -> None:
     ):
         assert r_exact.evidence[0]["id"] == f"p{target}"
         assert r_probed.evidence[0]["id"] == f"p{target}"
+
+
+# --- incremental reload: KnowledgeIndex.build(previous=...) ------------------------------------------
+
+
+def _reload(
+    entries: list[KBEntry], vectors: np.ndarray, change: int, remove: int, add: int, rng: np.random.Generator
+) -> tuple[list[KBEntry], np.ndarray]:
+    """A new version: ``change`` points reworded (new text and vector), ``remove`` dropped, ``add`` new."""
+    entries, vectors = list(entries), vectors.copy()
+    picked = rng.choice(len(entries), change + remove, replace=False)  # changed and removed: disjoint
+    for i in picked[:change].tolist():
+        entries[i] = dataclasses.replace(entries[i], text=entries[i].text + " (revised)")
+        vectors[i] = near(vectors[i], 0.9, rng)
+    keep = np.setdiff1d(np.arange(len(entries)), picked[change:])
+    entries, vectors = [entries[i] for i in keep.tolist()], vectors[keep]
+    start = 10**6 + int(rng.integers(10**6))
+    new = [entry(start + j, entries[j].group, HEAD_TOPICS[j % 3], SENTIMENTS[j % 3]) for j in range(add)]
+    added = [near(vectors[k], 0.9, rng) for k in rng.integers(0, len(vectors), add).tolist()]
+    return entries + new, np.concatenate([vectors, np.array(added, dtype=np.float32).reshape(-1, DIM)])
+
+
+def _clustered(n: int, group: str, rng: np.random.Generator) -> tuple[list[KBEntry], np.ndarray]:
+    centres = rand_unit(rng, 20)
+    vectors = unit(centres[rng.integers(0, 20, n)] + 0.5 * rng.standard_normal((n, DIM)) / np.sqrt(DIM))
+    return [entry(i, group, HEAD_TOPICS[i % 3], SENTIMENTS[i % 3]) for i in range(n)], vectors
+
+
+def _ids(results: list) -> list[list[str]]:
+    return [[e["id"] for e in r.evidence] for r in results]
+
+
+def test_incremental_build_equals_a_full_build_on_exact_groups() -> None:
+    rng = np.random.default_rng(11)
+    entries = [
+        entry(i, ("fx", "rates", "equities")[i % 3], HEAD_TOPICS[i % 3], SENTIMENTS[i % 3])
+        for i in range(300)
+    ]
+    vectors = rand_unit(rng, 300)
+    v1 = make_index(entries, vectors)
+    entries2, vectors2 = _reload(entries, vectors, change=30, remove=20, add=25, rng=rng)
+    snapshot = KBSnapshot(version=8, entries=tuple(entries2), published_at="2024-01-02T00:00:00Z", author="t")
+    full = KnowledgeIndex.build(snapshot, vectors2, HEAD_TOPICS, SENTIMENTS)
+    incremental = KnowledgeIndex.build(snapshot, vectors2, HEAD_TOPICS, SENTIMENTS, previous=v1)
+    assert incremental.version == full.version == 8
+    h = np.concatenate([vectors2[rng.choice(len(vectors2), 24)], rand_unit(rng, 8)])
+    h = unit(h + 0.1 * rng.standard_normal(h.shape) / np.sqrt(DIM))
+    s, t = head_logits(len(h))
+    fuse = fusion(top_m=6, top_groups=2)
+    a, b = fuse.fuse(h, s, t, full), fuse.fuse(h, s, t, incremental)
+    assert _ids(a) == _ids(b)
+    assert [r.sentiment for r in a] == [r.sentiment for r in b]
+    assert [r.topics for r in a] == [r.topics for r in b]
+
+
+def test_incremental_build_keeps_the_lists_of_a_large_group() -> None:
+    rng = np.random.default_rng(12)
+    entries, vectors = _clustered(2000, "equities", rng)
+    kw = {"ivf_min_points": 500, "list_size": 100}
+    v1 = make_index(entries, vectors, **kw)
+    assert v1.refit_groups == ("equities",) and v1.kept_groups == ()
+    entries2, vectors2 = _reload(entries, vectors, change=40, remove=40, add=40, rng=rng)
+    snapshot = KBSnapshot(version=8, entries=tuple(entries2), published_at="2024-01-02T00:00:00Z", author="t")
+    incremental = KnowledgeIndex.build(snapshot, vectors2, HEAD_TOPICS, SENTIMENTS, previous=v1, **kw)
+    full = KnowledgeIndex.build(snapshot, vectors2, HEAD_TOPICS, SENTIMENTS, **kw)
+    assert incremental.kept_groups == ("equities",) and incremental.refit_groups == ()
+    assert incremental.version == 8
+    # Unchanged points stay in their list; every point is in exactly one list.
+    old_pos = v1.positions_of([e.content_hash for e in entries2])
+    same = old_pos >= 0
+    assert same.sum() == 2000 - 40 - 40  # changed and removed points are gone, new ones are new
+    assert (incremental.point_cluster[same] == v1.point_cluster[old_pos[same]]).all()
+    assert sorted(incremental.list_point_flat.tolist()) == list(range(len(entries2)))
+    np.testing.assert_array_equal(incremental.vectors_at(np.arange(len(entries2))), vectors2)
+    # Scoring every list of the group gives the full build's results exactly.
+    h = np.concatenate([vectors2[rng.choice(len(vectors2), 32)], rand_unit(rng, 8)])
+    s, t = head_logits(len(h))
+    exact = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=4, top_groups=1, nprobe=10**6)
+    assert _ids(exact.fuse(h, s, t, incremental)) == _ids(exact.fuse(h, s, t, full))
+    # Probing 2 lists: new points are found, removed and replaced ones are never returned.
+    probed = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=4, top_groups=1, nprobe=2)
+    gone = {e.id for e in entries} - {e.id for e in entries2}
+    changed_old = {(e.id, e.text) for e in entries} - {(e.id, e.text) for e in entries2}
+    targets = list(range(len(entries2) - 40, len(entries2)))  # the added points
+    q = np.stack([near(vectors2[i], 0.98, rng) for i in targets])
+    results = probed.fuse(q, *head_logits(len(q)), incremental)
+    assert [r.evidence[0]["id"] for r in results] == [entries2[i].id for i in targets]
+    old_q = np.stack([near(vectors[i], 0.99, rng) for i in range(0, 2000, 7)])
+    for r in probed.fuse(old_q, *head_logits(len(old_q)), incremental):
+        assert not {e["id"] for e in r.evidence} & gone
+        assert not {(e["id"], e["text"]) for e in r.evidence} & changed_old
+
+
+def test_lists_are_fitted_again_once_the_group_drifted() -> None:
+    rng = np.random.default_rng(13)
+    entries, vectors = _clustered(2000, "equities", rng)
+    kw = {"ivf_min_points": 500, "list_size": 100}
+    index = make_index(entries, vectors, **kw)
+    # 3 reloads of 30 removed + 30 added (3% each): kept twice, then past 10% of the fitted 2000 points.
+    kept = []
+    for version in (8, 9, 10, 11):
+        entries, vectors = _reload(entries, vectors, change=0, remove=30, add=30, rng=rng)
+        snapshot = KBSnapshot(version=version, entries=tuple(entries), published_at="x", author="t")
+        index = KnowledgeIndex.build(snapshot, vectors, HEAD_TOPICS, SENTIMENTS, previous=index, **kw)
+        kept.append(index.kept_groups == ("equities",))
+    assert kept == [True, True, True, False]  # 60, 120, 180 changed of 2000 kept; 240 > 200 refits
+    assert index.list_fits["equities"].changed_points == 0
+    # A list that doubles refits at once: 150 new points all next to one existing point.
+    far = vectors[0]
+    crowd = np.stack([near(far, 0.999, rng) for _ in range(400)])
+    new = [entry(5 * 10**6 + j, "equities", "Macro", "neutral") for j in range(400)]
+    entries2 = entries[:-150] + new[:150]
+    vectors2 = np.concatenate([vectors[:-150], crowd[:150]])
+    snapshot = KBSnapshot(version=12, entries=tuple(entries2), published_at="x", author="t")
+    grown = KnowledgeIndex.build(snapshot, vectors2, HEAD_TOPICS, SENTIMENTS, previous=index, **kw)
+    assert grown.refit_groups == ("equities",)
+
+
+def test_a_point_whose_vector_changed_is_not_taken_from_the_previous_index() -> None:
+    rng = np.random.default_rng(14)
+    entries, vectors = _clustered(600, "equities", rng)
+    kw = {"ivf_min_points": 500, "list_size": 100}
+    v1 = make_index(entries, vectors, **kw)
+    vectors2 = vectors.copy()
+    vectors2[:5] = rand_unit(rng, 5)  # same content hash, other vectors (e.g. another model)
+    snapshot = KBSnapshot(version=8, entries=tuple(entries), published_at="x", author="t")
+    v2 = KnowledgeIndex.build(snapshot, vectors2, HEAD_TOPICS, SENTIMENTS, previous=v1, **kw)
+    assert v2.kept_groups == ("equities",)
+    expected = np.argmax(vectors2[:5] @ v1.list_fits["equities"].centroids.T, axis=1)
+    np.testing.assert_array_equal(v2.point_cluster[:5], expected)
+    np.testing.assert_array_equal(v2.vectors_at(np.arange(600)), vectors2)
