@@ -43,6 +43,9 @@ from worker.story import story_id
 log = logging.getLogger(__name__)
 
 _IDLE_POLL_MS = 200
+_IN_FLIGHT_POLL_MS = 2  # poll slice while a batch is in the encoder: notice its end quickly
+_NOTHING_IN_FLIGHT: Future[Any] = Future()  # a pending batch of DLQ records only: nothing to wait for
+_NOTHING_IN_FLIGHT.set_result(None)
 _LAG_EVERY_S = 5.0
 _MAX_RETRY_BACKOFF_S = 5.0
 _BROKER_CHECK_S = 0.5  # how often the loop looks at the consumer's connection count
@@ -171,7 +174,8 @@ class Worker:
                 self._check_broker(consumer)
                 self._set_ready()
                 # With a batch in flight, take what the fetcher already holds instead of idling.
-                batch = self._next_batch(consumer, stop, idle_ms=0 if pending else _IDLE_POLL_MS)
+                in_flight = None if pending is None else (pending.classified or _NOTHING_IN_FLIGHT)
+                batch = self._next_batch(consumer, stop, in_flight)
                 self._report_lag(consumer)
                 flight = self._prepare(batch, classifier, executor) if batch else None
                 if pending is None:
@@ -281,14 +285,23 @@ class Worker:
 
     # --- one batch ---------------------------------------------------------------------------
     def _next_batch(
-        self, consumer: KafkaConsumer, stop: threading.Event, idle_ms: int = _IDLE_POLL_MS
+        self, consumer: KafkaConsumer, stop: threading.Event, in_flight: Future[Any] | None = None
     ) -> list[_Polled]:
-        """Up to max_batch_size records; once the first is in, wait at most max_batch_delay_ms more."""
+        """Up to max_batch_size records; once the first is in, wait at most max_batch_delay_ms more.
+
+        With a batch ``in_flight`` in the encoder, take what the fetcher already holds instead of idling,
+        and stop gathering as soon as that batch is classified: its outputs should not wait for this
+        batch's window (at moderate load that wait would add up to max_batch_delay_ms per message)."""
         s = self.settings
         batch: list[_Polled] = []
         deadline: float | None = None
         while len(batch) < s.max_batch_size and not stop.is_set():
-            timeout_ms = idle_ms if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if deadline is None:
+                timeout_ms = 0 if in_flight is not None else _IDLE_POLL_MS
+            else:
+                timeout_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                if in_flight is not None:
+                    timeout_ms = min(timeout_ms, _IN_FLIGHT_POLL_MS)
             polled = consumer.poll(timeout_ms=timeout_ms, max_records=s.max_batch_size - len(batch))
             now = time.time()
             for records in polled.values():
@@ -297,7 +310,7 @@ class Worker:
                 if not batch:
                     return batch  # idle: back to the loop (heartbeat, stop check)
                 deadline = time.monotonic() + s.max_batch_delay_ms / 1000
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (in_flight is not None and in_flight.done()):
                 break
         return batch
 
