@@ -20,10 +20,11 @@ import urllib.error
 import urllib.request
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import redis
@@ -31,7 +32,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from kb_sync.loader import load_default_kb
 from kb_sync.store import KBStore
-from worker.embedded import free_port
+from worker.embedded import create_topics, free_port
 from worker.schemas import DLQ_REASON, decode_headers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -463,3 +464,28 @@ def publish_default_kb(redis_url: str, namespace: str) -> int:
         return KBStore(client, namespace).publish(load_default_kb(), author="reliability")
     finally:
         client.close()
+
+
+def prepare_pipeline(settings: dict[str, object], partitions: int) -> int:
+    """Create the worker's input, signals and DLQ topics and publish the default KB; returns its version."""
+    topics = [str(settings[name]) for name in ("input_topic", "signals_topic", "dlq_topic")]
+    create_topics(str(settings["kafka_bootstrap"]), topics, partitions)
+    return publish_default_kb(str(settings["redis_url"]), str(settings["kb_namespace"]))
+
+
+class Flow(NamedTuple):
+    feeder: Feeder
+    collector: Collector
+    committed: Committed
+
+
+@contextlib.contextmanager
+def flow(settings: dict[str, object], partitions: int) -> Iterator[Flow]:
+    """A feeder on the input topic, a collector on the output topics and a reader of the group's
+    committed offsets, all closed on the way out."""
+    bootstrap = str(settings["kafka_bootstrap"])
+    feeder = Feeder(bootstrap, str(settings["input_topic"]))
+    collector = Collector(bootstrap, str(settings["signals_topic"]), str(settings["dlq_topic"]), partitions)
+    committed = Committed(bootstrap, str(settings["group_id"]), str(settings["input_topic"]), partitions)
+    with cleanup(feeder.close, collector.close, committed.close):
+        yield Flow(feeder, collector, committed)

@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from relharness import (
-    Collector,
-    Feeder,
     ReadyProbe,
     WorkerProcess,
     cleanup,
     events,
+    flow,
     ids_of,
-    publish_default_kb,
+    prepare_pipeline,
     worker_settings,
 )
 
@@ -49,16 +48,13 @@ def test_broker_unreachable_then_back_worker_not_ready_meanwhile_and_resumes_by_
     outage_s = 30.0 if long_mode else 12.0
     s = worker_settings(own_broker.bootstrap, redis_url, unique_name)
     topics = [str(s["input_topic"]), str(s["signals_topic"]), str(s["dlq_topic"])]
-    create_topics(own_broker.bootstrap, topics, PARTITIONS)
-    publish_default_kb(redis_url, str(s["kb_namespace"]))
+    prepare_pipeline(s, PARTITIONS)
     worker = spawn("broker", s)
     worker.wait_ready()
     probe = ReadyProbe(worker)
     with cleanup(probe.close):
         before = events("pre", 100)
-        feeder = Feeder(own_broker.bootstrap, topics[0])
-        collector = Collector(own_broker.bootstrap, topics[1], topics[2], PARTITIONS)
-        with cleanup(feeder.close, collector.close):
+        with flow(s, PARTITIONS) as (feeder, collector, _):
             feeder.send_now(before)
             assert not collector.wait_for(ids_of(before), 60), "not classified before the fault"
 
@@ -72,9 +68,7 @@ def test_broker_unreachable_then_back_worker_not_ready_meanwhile_and_resumes_by_
         create_topics(own_broker.bootstrap, topics, PARTITIONS)
 
         after = events("post", 100)
-        feeder = Feeder(own_broker.bootstrap, topics[0])
-        collector = Collector(own_broker.bootstrap, topics[1], topics[2], PARTITIONS)
-        with cleanup(feeder.close, collector.close):
+        with flow(s, PARTITIONS) as (feeder, collector, _):
             feeder.send_now(after)
             missing = collector.wait_for(ids_of(after), 120)
             resumed_at = time.monotonic()

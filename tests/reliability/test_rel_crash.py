@@ -12,19 +12,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from relharness import (
-    Collector,
-    Committed,
-    Feeder,
-    WorkerProcess,
-    cleanup,
-    events,
-    ids_of,
-    publish_default_kb,
-    wait_until,
-)
-
-from worker.embedded import create_topics
+from relharness import WorkerProcess, events, flow, ids_of, prepare_pipeline, wait_until
 
 PARTITIONS = 3
 BATCH = 64
@@ -39,16 +27,11 @@ def test_kill_9_at_random_moments_loses_nothing_and_never_commits_ahead(
     n, cycles, rate = (20_000, 10, 100.0) if long_mode else (2_000, 3, 80.0)
     rng = random.Random(6)
     s = base_settings(max_batch_size=BATCH)
-    bootstrap = str(s["kafka_bootstrap"])
-    create_topics(bootstrap, [s["input_topic"], s["signals_topic"], s["dlq_topic"]], PARTITIONS)
-    publish_default_kb(str(s["redis_url"]), str(s["kb_namespace"]))
+    prepare_pipeline(s, PARTITIONS)
     inputs = events("crash", n, bad_every=20)  # 5% DLQ-bound
     ids = ids_of(inputs)
 
-    feeder = Feeder(bootstrap, str(s["input_topic"]))
-    collector = Collector(bootstrap, str(s["signals_topic"]), str(s["dlq_topic"]), PARTITIONS)
-    committed = Committed(bootstrap, str(s["group_id"]), str(s["input_topic"]), PARTITIONS)
-    with cleanup(feeder.close, collector.close, committed.close):
+    with flow(s, PARTITIONS) as (feeder, collector, committed):
         worker = spawn("crash", s)
         worker.wait_ready()
         started = time.monotonic()

@@ -11,20 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from relharness import (
-    Collector,
-    Committed,
-    Feeder,
-    WorkerProcess,
-    cleanup,
-    events,
-    ids_of,
-    log_times,
-    publish_default_kb,
-    wait_until,
-)
-
-from worker.embedded import create_topics
+from relharness import WorkerProcess, events, flow, ids_of, log_times, prepare_pipeline, wait_until
 
 PARTITIONS = 6
 SETTLE_LIMIT_S = 30.0  # session timeout 6 s + join + sync on a busy 2-core box
@@ -60,15 +47,10 @@ def test_stop_start_each_of_three_workers_loses_nothing_and_no_partition_stalls(
 ) -> None:
     n, rounds, rate = (12_000, 2, 80.0) if long_mode else (2_400, 1, 60.0)
     s = base_settings()
-    bootstrap = str(s["kafka_bootstrap"])
-    create_topics(bootstrap, [s["input_topic"], s["signals_topic"], s["dlq_topic"]], PARTITIONS)
-    publish_default_kb(str(s["redis_url"]), str(s["kb_namespace"]))
+    prepare_pipeline(s, PARTITIONS)
     inputs = events("reb", n, bad_every=30)
-    feeder = Feeder(bootstrap, str(s["input_topic"]))
-    collector = Collector(bootstrap, str(s["signals_topic"]), str(s["dlq_topic"]), PARTITIONS)
-    committed = Committed(bootstrap, str(s["group_id"]), str(s["input_topic"]), PARTITIONS)
     settle_times: list[float] = []
-    with cleanup(feeder.close, collector.close, committed.close):
+    with flow(s, PARTITIONS) as (feeder, collector, committed):
         workers = [spawn(f"reb{i}", s) for i in range(3)]
         for worker in workers:
             worker.wait_ready()

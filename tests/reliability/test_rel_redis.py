@@ -20,14 +20,13 @@ from pathlib import Path
 import pytest
 import redis
 from relharness import (
-    Collector,
-    Feeder,
     ReadyProbe,
     WorkerProcess,
     cleanup,
     events,
+    flow,
     ids_of,
-    publish_default_kb,
+    prepare_pipeline,
     wait_until,
 )
 
@@ -77,20 +76,14 @@ def test_redis_down_keeps_classifying_stays_ready_flags_stale_and_picks_up_the_n
     rate = 40.0
     s = base_settings(redis_url=own_redis.url)
     namespace = str(s["kb_namespace"])
-    bootstrap = str(s["kafka_bootstrap"])
-    from worker.embedded import create_topics
-
-    create_topics(bootstrap, [s["input_topic"], s["signals_topic"], s["dlq_topic"]], PARTITIONS)
-    v1 = publish_default_kb(own_redis.url, namespace)
+    v1 = prepare_pipeline(s, PARTITIONS)  # the KB goes to this test's own Redis (s["redis_url"])
     worker = spawn("redis", s)
     worker.wait_ready()
     assert worker.metrics()["finsignal_kb_version"] == v1
 
     inputs = events("kb", int(rate * (outage_s + 20)))
-    feeder = Feeder(bootstrap, str(s["input_topic"]))
-    collector = Collector(bootstrap, str(s["signals_topic"]), str(s["dlq_topic"]), PARTITIONS)
     probe = ReadyProbe(worker, watch=("finsignal_kb_stale", "finsignal_kb_version"))
-    with cleanup(feeder.close, collector.close, probe.close):
+    with flow(s, PARTITIONS) as (feeder, collector, _), cleanup(probe.close):
         feeder.stream(inputs, rate)
         time.sleep(5)
         down_at = time.monotonic()

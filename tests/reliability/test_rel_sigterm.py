@@ -8,19 +8,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from relharness import (
-    Collector,
-    Committed,
-    Feeder,
-    WorkerProcess,
-    cleanup,
-    events,
-    ids_of,
-    publish_default_kb,
-    wait_until,
-)
-
-from worker.embedded import create_topics
+from relharness import WorkerProcess, events, flow, ids_of, prepare_pipeline, wait_until
 
 PARTITIONS = 3
 
@@ -34,15 +22,10 @@ def test_sigterm_drains_commits_and_a_restart_duplicates_nothing(
     n, stops = (6_000, 5) if long_mode else (1_200, 2)
     shutdown_timeout_s = 10.0  # the default, stated here because the test measures against it
     s = base_settings(shutdown_timeout_s=shutdown_timeout_s)
-    bootstrap = str(s["kafka_bootstrap"])
-    create_topics(bootstrap, [s["input_topic"], s["signals_topic"], s["dlq_topic"]], PARTITIONS)
-    publish_default_kb(str(s["redis_url"]), str(s["kb_namespace"]))
+    prepare_pipeline(s, PARTITIONS)
     inputs = events("term", n, bad_every=25)
-    feeder = Feeder(bootstrap, str(s["input_topic"]))
-    collector = Collector(bootstrap, str(s["signals_topic"]), str(s["dlq_topic"]), PARTITIONS)
-    committed = Committed(bootstrap, str(s["group_id"]), str(s["input_topic"]), PARTITIONS)
     exit_times: list[float] = []
-    with cleanup(feeder.close, collector.close, committed.close):
+    with flow(s, PARTITIONS) as (feeder, collector, committed):
         worker = spawn("term", s)
         worker.wait_ready()
         feeder.stream(inputs, rate_per_s=100.0)
