@@ -6,8 +6,9 @@ consumed - first produce). Per-message latency is the signal record's timestamp 
 producer when it sends the signal) minus the input record's timestamp; the time the collector saw the
 signal is kept too. ``run_stage`` times one run: at full speed, or paced at a fixed rate.
 
-The in-process row runs ``worker.app.Worker`` in a thread (as the brief asks); the scaling run starts
-1 and then 2 worker processes (``spawn``), each with one inference thread, on a 2-partition topic.
+Row 5 runs one worker process (``spawn``, ``worker.app.Worker`` as `finsignal run` does) with the
+configured inference threads; the scaling run starts 1 and then 2 worker processes, each with one
+inference thread, on a 2-partition topic.
 """
 
 from __future__ import annotations
@@ -243,35 +244,27 @@ def e2e_rows(
     services: Stack | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Row 5 at full speed (best of ``rounds`` runs of ``n`` events), then row 5p paced at 50% of that
-    rate (in-process worker thread).
+    rate. The worker runs in a process of its own, as `finsignal run` does in production (the replay
+    producer and the signal collector would otherwise share its interpreter lock).
 
     ``services``: a running broker + Redis to use (tests); else embedded ones are started for the run.
     """
-    from worker.app import Worker
-
     with _services(services) as st:
         settings = run_settings(base, st, partitions=1)
-        worker = Worker(settings)
-        stop = threading.Event()
-        thread = threading.Thread(target=worker.run, args=(stop,), name="bench-worker", daemon=True)
-        thread.start()
-        collector = Collector(settings)
-        collector.start()
-        replayer = Replayer(settings)
-        try:
-            if not worker.ready.wait(READY_TIMEOUT_S):
-                raise RuntimeError(f"worker not ready within {READY_TIMEOUT_S} s (model, KB or consumer)")
-            warm(replayer, collector, texts, 4 * settings.max_batch_size, "warm")
-            runs = [run_stage(replayer, collector, texts, n, f"full{r}") for r in range(max(1, rounds))]
-            full = max(runs, key=lambda run: run.msgs_per_s)
-            rate = 0.5 * full.msgs_per_s
-            paced = run_stage(replayer, collector, texts, paced_n, "paced", rate_per_s=rate)
-        finally:
-            replayer.close()
-            collector.stop.set()
-            stop.set()
-            thread.join(timeout=settings.shutdown_timeout_s + 5)
-            collector.join(timeout=5)
+        with worker_processes(settings, 1):
+            collector = Collector(settings)
+            collector.start()
+            replayer = Replayer(settings)
+            try:
+                warm(replayer, collector, texts, 4 * settings.max_batch_size, "warm")
+                runs = [run_stage(replayer, collector, texts, n, f"full{r}") for r in range(max(1, rounds))]
+                full = max(runs, key=lambda run: run.msgs_per_s)
+                rate = 0.5 * full.msgs_per_s
+                paced = run_stage(replayer, collector, texts, paced_n, "paced", rate_per_s=rate)
+            finally:
+                replayer.close()
+                collector.stop.set()
+                collector.join(timeout=5)
     lat_full, lat_paced = percentiles(full.latency_ms), percentiles(paced.latency_ms)
     threads = settings.intra_op_threads or "all"
     rows = [
@@ -282,7 +275,7 @@ def e2e_rows(
             full.seconds,
             settings.max_batch_size,
             mean_tokens,
-            f"best of {len(runs)} runs of {n}, first produce -> last signal; in-process worker, "
+            f"best of {len(runs)} runs of {n}, first produce -> last signal; worker process, "
             f"ORT threads {threads}; p50/p99 latency {lat_full.get('p50')}/{lat_full.get('p99')} ms "
             "(backlog included)",
             {
@@ -336,41 +329,49 @@ def _process_main(fields: dict[str, Any], ready: Any, stop: Any) -> None:
     thread.join(timeout=settings.shutdown_timeout_s + 5)
 
 
+@contextlib.contextmanager
+def worker_processes(settings: Settings, procs: int) -> Iterator[None]:
+    """``procs`` classify workers in processes of their own (``spawn``), ready and in the group."""
+    ctx = multiprocessing.get_context("spawn")
+    fields = {k: v for k, v in settings.model_dump().items() if v is not None}
+    stop = ctx.Event()
+    readies = [ctx.Event() for _ in range(procs)]
+    workers = [ctx.Process(target=_process_main, args=(fields, r, stop), daemon=True) for r in readies]
+    for p in workers:
+        p.start()
+    try:
+        for r in readies:
+            if not r.wait(READY_TIMEOUT_S):
+                raise RuntimeError(f"a worker process was not ready within {READY_TIMEOUT_S} s")
+        if procs > 1:
+            time.sleep(2.0)  # let the group settle after the last member joined
+        yield
+    finally:
+        stop.set()
+        for p in workers:
+            p.join(timeout=settings.shutdown_timeout_s + 10)
+            if p.is_alive():
+                p.terminate()
+
+
 def scaling_rows(
     base: Settings, texts: list[str], n: int, mean_tokens: float, services: Stack | None = None
 ) -> tuple[list[Row], dict[str, Any]]:
-    ctx = multiprocessing.get_context("spawn")
     results: dict[int, StageRun] = {}
     with _services(services) as st:
         for procs in (1, 2):
             settings = run_settings(base, st, partitions=2, intra_op_threads=1)
-            fields = {k: v for k, v in settings.model_dump().items() if v is not None}
-            stop = ctx.Event()
-            readies = [ctx.Event() for _ in range(procs)]
-            workers = [
-                ctx.Process(target=_process_main, args=(fields, r, stop), daemon=True) for r in readies
-            ]
-            for p in workers:
-                p.start()
-            collector = Collector(settings)
-            collector.start()
-            replayer = Replayer(settings)
-            try:
-                for r in readies:
-                    if not r.wait(READY_TIMEOUT_S):
-                        raise RuntimeError(f"scaling: a worker process was not ready in {READY_TIMEOUT_S} s")
-                time.sleep(2.0)  # let the group settle after the last member joined
-                warm(replayer, collector, texts, 8 * settings.max_batch_size, f"warm{procs}")
-                results[procs] = run_stage(replayer, collector, texts, n, f"scale{procs}")
-            finally:
-                replayer.close()
-                collector.stop.set()
-                stop.set()
-                for p in workers:
-                    p.join(timeout=settings.shutdown_timeout_s + 10)
-                    if p.is_alive():
-                        p.terminate()
-                collector.join(timeout=5)
+            with worker_processes(settings, procs):
+                collector = Collector(settings)
+                collector.start()
+                replayer = Replayer(settings)
+                try:
+                    warm(replayer, collector, texts, 8 * settings.max_batch_size, f"warm{procs}")
+                    results[procs] = run_stage(replayer, collector, texts, n, f"scale{procs}")
+                finally:
+                    replayer.close()
+                    collector.stop.set()
+                    collector.join(timeout=5)
     one, two = results[1], results[2]
     ratio = two.msgs_per_s / one.msgs_per_s if one.msgs_per_s else 0.0
     rows = [
