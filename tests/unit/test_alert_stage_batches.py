@@ -50,6 +50,7 @@ class Producer:
     def __init__(self, error: Exception | None = None) -> None:
         self.sent: list[tuple[str, bytes, dict[str, Any]]] = []
         self.error = error
+        self.closed = False
 
     def send(self, topic: str, key: bytes, value: bytes) -> Future:
         self.sent.append((topic, key, orjson.loads(value)))
@@ -57,6 +58,9 @@ class Producer:
 
     def flush(self, timeout: float | None = None) -> None:
         pass
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
 
 
 class Consumer:
@@ -151,12 +155,35 @@ def test_already_published_alerts_are_not_sent_again() -> None:
     assert consumer.commits  # the batch is done: its offsets are committed
 
 
-def test_a_failed_send_commits_nothing() -> None:
+def test_a_failed_send_while_stopping_commits_nothing() -> None:
     producer = Producer(error=KafkaTimeoutError("broker gone"))
     stage, consumer = stage_with(producer)
+    stage._stop.set()
     with pytest.raises(KafkaTimeoutError):
         stage._process_live(burst_records())
     assert producer.sent and consumer.commits == []
+
+
+def test_a_failed_send_is_retried_on_a_fresh_producer_before_anything_is_committed() -> None:
+    broken = Producer(error=KafkaTimeoutError("producer in a fatal state"))
+    fresh = Producer()
+    stage, consumer = stage_with(broken)
+    stage._new_producer = lambda: fresh  # type: ignore[method-assign]
+    commits_seen_by_fresh: list[int] = []
+    real_send = fresh.send
+
+    def send(topic: str, key: bytes, value: bytes) -> Future:
+        commits_seen_by_fresh.append(len(consumer.commits))
+        return real_send(topic, key, value)
+
+    fresh.send = send  # type: ignore[method-assign]
+    failures = metrics.PUBLISH_FAILURES._value.get()
+    stage._process_live(burst_records())
+    assert broken.closed and stage._producer is fresh
+    assert [p["id"] for _, _, p in fresh.sent] == [p["id"] for _, _, p in broken.sent]  # same alerts
+    assert set(commits_seen_by_fresh) == {0}, "nothing committed before the retry was confirmed"
+    assert len(consumer.commits) == 1
+    assert metrics.PUBLISH_FAILURES._value.get() == failures + 1
 
 
 def test_partitions_are_merged_by_event_time_and_held_records_are_not_committed() -> None:

@@ -28,6 +28,11 @@ INVALID_SIGNALS = _metric(
 DUPLICATES_SUPPRESSED = _metric(
     Counter, "finsignal_alerts_duplicates_suppressed", "alerts not re-published: already on the alerts topic"
 )
+PUBLISH_FAILURES = _metric(
+    Counter,
+    "finsignal_alerts_publish_failures",
+    "alert sends not confirmed by the broker (retried on a fresh producer; offsets wait)",
+)
 STORY_REPEATS = _metric(
     Counter,
     "finsignal_alerts_story_repeats",

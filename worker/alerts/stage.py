@@ -54,6 +54,7 @@ from worker.schemas import DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 log = logging.getLogger(__name__)
 
 _POLL_MS = 200
+_MAX_PUBLISH_BACKOFF_S = 5.0
 _MAX_RECORDS = 1000
 
 
@@ -176,19 +177,14 @@ class AlertStage:
         self._listener = _Listener()
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
+        self._stop = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
     def run(self, stop_event: threading.Event) -> None:
         settings = self.settings
         kafka = settings.kafka_client_kwargs()
-        self._producer = KafkaProducer(
-            acks="all",
-            linger_ms=settings.producer_linger_ms,
-            compression_type=None
-            if settings.producer_compression == "none"
-            else settings.producer_compression,
-            **kafka,
-        )
+        self._stop = stop_event
+        self._producer = self._new_producer()
         self._consumer = KafkaConsumer(
             group_id=settings.alert_group_id,
             group_instance_id=settings.group_instance_id,
@@ -217,6 +213,17 @@ class AlertStage:
                 self._handle(batch)
         finally:
             self._close()
+
+    def _new_producer(self) -> KafkaProducer:
+        settings = self.settings
+        return KafkaProducer(
+            acks="all",
+            linger_ms=settings.producer_linger_ms,
+            compression_type=None
+            if settings.producer_compression == "none"
+            else settings.producer_compression,
+            **settings.kafka_client_kwargs(),
+        )
 
     def _close(self) -> None:
         if self._producer is not None:
@@ -376,6 +383,45 @@ class AlertStage:
             buffer.expect([TopicPartition(source.topic, p) for p in self._partitions_of(source.topic)], now)
         return source
 
+    def _publish_confirmed(self, alerts: list[tuple[Alert, dict[str, Any]]]) -> None:
+        """Send the alerts and wait until the broker confirmed every one. A failed attempt is retried
+        with backoff on a fresh producer (one in a fatal state, e.g. after a broker restart, refuses all
+        later sends); the engine has already moved on, so the same payloads (same ids) are re-sent.
+        Raises only when the stage is stopping: nothing is committed then, and a restart rebuilds."""
+        timeout = self.settings.shutdown_timeout_s
+        backoff = 0.2
+        while True:
+            try:
+                if self._producer is None:
+                    self._producer = self._new_producer()
+                producer, topic = self._producer, self.settings.alerts_topic
+                futures = [
+                    producer.send(topic, key=alert.key.encode(), value=orjson.dumps(payload))
+                    for alert, payload in alerts
+                ]
+                producer.flush(timeout=timeout)
+                for future in futures:
+                    future.get(timeout=timeout)
+                return
+            except KafkaError as exc:
+                metrics.PUBLISH_FAILURES.inc()
+                if self._stop.is_set():
+                    raise
+                log.warning(
+                    "alert stage: %d alerts not confirmed (%s); retry on a fresh producer in %.1f s",
+                    len(alerts),
+                    exc,
+                    backoff,
+                )
+                stale, self._producer = self._producer, None
+                if stale is not None:
+                    try:
+                        stale.close(timeout=0)
+                    except Exception:  # noqa: BLE001 - a broken producer may fail to close; it is dropped
+                        log.debug("alert stage: closing the failed producer raised", exc_info=True)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_PUBLISH_BACKOFF_S)
+
     def _partitions_of(self, topic: str) -> list[int]:
         """A source topic's partitions from the cluster metadata ([] when unknown: asked again for the
         next new source, at most once per input partition). Cached once known."""
@@ -419,8 +465,8 @@ class AlertStage:
             return None
 
     def _process_live(self, records: list[Any]) -> None:
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
+        consumer = self._consumer
+        assert consumer is not None
         engine, reorder = self.engine, self.reorder
         late_before, forced_before, repeats_before = engine.late_events, reorder.forced, engine.duplicates
         outgoing: list[Alert] = []
@@ -439,22 +485,15 @@ class AlertStage:
         metrics.STORY_REPEATS.inc(engine.duplicates - repeats_before)
         metrics.REORDER_FORCED.inc(reorder.forced - forced_before)
         metrics.REORDER_HELD.set(len(reorder))
-        futures = []
         sent: list[tuple[Alert, dict[str, Any]]] = []
         for alert in outgoing:
             if (alert.id, alert.status) in self._published:
                 metrics.DUPLICATES_SUPPRESSED.inc()
                 log.info("alert stage: %s %s already published; not sent again", alert.status, alert.id)
                 continue
-            payload = alert_payload(alert)
-            futures.append(
-                producer.send(self.settings.alerts_topic, key=alert.key.encode(), value=orjson.dumps(payload))
-            )
-            sent.append((alert, payload))
-        if futures:
-            producer.flush(timeout=self.settings.shutdown_timeout_s)
-            for future in futures:
-                future.get(timeout=self.settings.shutdown_timeout_s)  # raises: nothing gets committed
+            sent.append((alert, alert_payload(alert)))
+        if sent:
+            self._publish_confirmed(sent)
         for alert, payload in sent:
             self._published.add((alert.id, alert.status))
             if alert.status == "firing":
