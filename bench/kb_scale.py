@@ -204,6 +204,7 @@ def throughput(classifiers: dict[str, Any], texts: list[str], batch: int, rounds
                 clf.fusion.fuse(out.embedding, out.sentiment_logits, out.topic_logits, clf.index)
                 fuse[name].append(1000 * (time.perf_counter() - start))
     small, large = list(classifiers)
+    recall = recall_vs_exact(classifiers[large], outputs)
     report: dict[str, Any] = {
         "texts": len(texts),
         "batch": batch,
@@ -215,7 +216,45 @@ def throughput(classifiers: dict[str, Any], texts: list[str], batch: int, rounds
         "fuse_ms_per_batch_p90": {name: float(np.percentile(v, 90)) for name, v in fuse.items()},
     }
     report["ratio_large_over_small"] = report["msg_per_s"][large] / report["msg_per_s"][small]
+    report["recall_at_m_vs_exact"] = recall
     return report
+
+
+def recall_vs_exact(clf: Any, outputs: Sequence[Any]) -> dict[str, float]:
+    """Share of the exact top-m points (every list of the routed groups scored in float32) that the
+    served search returns, over the given encoder outputs."""
+    from worker.fusion import Fusion, KnowledgeIndex
+
+    index = clf.index
+    snapshot = KBSnapshot(version=index.version, entries=index.entries, published_at="", author="")
+    vectors = index.vectors_at(np.arange(index.size))
+    exact_index = KnowledgeIndex.build(
+        snapshot, vectors, index.topics[: index.n_head_topics], index.sentiments, reduced_dim=0
+    )
+    served = clf.fusion
+    exact = Fusion(
+        served.params,
+        served.head_topics,
+        served.sentiments,
+        top_m=served.top_m,
+        top_groups=served.top_groups,
+        nprobe=10**6,
+    )
+    hits = total = 0
+    for out in outputs:
+        got = served.read(out.embedding, index).points
+        want = exact.read(out.embedding, exact_index).points
+        for g, w in zip(got, want, strict=True):
+            w_set = set(w[w >= 0].tolist())
+            hits += len(w_set & set(g.tolist()))
+            total += len(w_set)
+    return {
+        "recall": hits / max(total, 1),
+        "messages": sum(len(o.embedding) for o in outputs),
+        "nprobe": served.nprobe,
+        "shortlist": served.shortlist,
+        "reduced_dim": index.reduced_dim,
+    }
 
 
 # --- (b) live reload ----------------------------------------------------------------------------------
@@ -486,6 +525,12 @@ def print_report(report: dict[str, Any]) -> None:
         per_round = ", ".join(f"{x:.3f}" for x in t["ratio_per_round"])
         print(f"  throughput ratio {LARGE}/{SMALL}: {t['ratio_large_over_small']:.3f} (target >= 0.90)")
         print(f"  ratio per round: {per_round}")
+        rc = t["recall_at_m_vs_exact"]
+        print(
+            f"  top-m recall vs an exact scan of the routed groups: {rc['recall']:.3f} "
+            f"({rc['messages']} texts; nprobe {rc['nprobe']}, PCA {rc['reduced_dim']} dims, "
+            f"shortlist {rc['shortlist']})"
+        )
     r = report.get("reload")
     if r:
         print(

@@ -121,14 +121,15 @@ class Classifier:
         """(vectors, positions): row i = vector of entry i, copied from point positions[i] of the serving
         index when it holds the point (-1: it does not), else from the Redis cache, else embedded."""
         entries = snapshot.entries
-        vectors = np.empty((len(entries), self.encoder.dim), dtype=np.float32)
         missing = np.arange(len(entries))
         pos = None
         if previous is not None and previous.size:
             pos = previous.positions_of([e.content_hash for e in entries])
-            held = np.flatnonzero(pos >= 0)
-            previous.vectors_at(pos[held], out=vectors, rows=held)
+            # One gather of every row (a placeholder where the point is new, overwritten below).
+            vectors = previous.vectors_at(np.maximum(pos, 0))
             missing = np.flatnonzero(pos < 0)
+        else:
+            vectors = np.empty((len(entries), self.encoder.dim), dtype=np.float32)
         todo = [entries[i] for i in missing.tolist()]
         if todo:
             vectors[missing] = self._embed_entries(snapshot.version, todo)

@@ -57,6 +57,12 @@ KMEANS_SAMPLE_PER_CENTROID = 32  # rows per centroid that k-means fits on (all r
 # fitted, or a list grew past REFIT_LIST_GROWTH x list_size. Then its lists are fitted again.
 REFIT_CHANGED_SHARE = 0.10
 REFIT_LIST_GROWTH = 2.0  # ... of max(list_size, the list's size when fitted)
+# Large KBs: candidates inside the probed lists are scored in a PCA projection of the KB vectors (fewer
+# bytes per point, which is what a probe costs), then the best SHORTLIST per message are scored again
+# exactly in float32 before the top-m; every attention, cosine and gate input is exact.
+DEFAULT_REDUCED_DIM = 128
+DEFAULT_SHORTLIST = 32
+PCA_SAMPLE = 8192  # evenly spaced rows the projection is fitted on
 UNIT_NORM_TOLERANCE = 1e-5  # rows this close to unit length are kept as given (a rebuild is bit-exact)
 
 
@@ -206,6 +212,13 @@ class KnowledgeIndex:
         self.refit_groups: tuple[str, ...] = ()  # large groups whose lists this build fitted
         self.kept_groups: tuple[str, ...] = ()  # large groups whose lists came from the previous index
         self._hash_pos: dict[str, int] | None = None  # content hash -> position, built on first use
+        self.sorted_vectors = np.zeros((0, 0), dtype=np.float32)  # (N, d): group_vectors are its views
+        self.point_sorted_row = np.zeros(0, dtype=np.int64)  # row of each point in sorted_vectors
+        # Reduced scoring (only when a group is split into lists), see _add_reduced.
+        self.reduced_dim = 0
+        self.reduce_proj = np.zeros((0, 0), dtype=np.float32)  # (d, r) top principal directions
+        self.sorted_reduced = np.zeros((0, 0), dtype=np.float32)  # (N, r + 1 + kinds), rows as sorted
+        self.list_reduced: tuple[np.ndarray, ...] = ()  # per list: its rows of sorted_reduced
 
     @classmethod
     def build(
@@ -219,6 +232,7 @@ class KnowledgeIndex:
         list_size: int = DEFAULT_LIST_SIZE,
         previous: KnowledgeIndex | None = None,
         previous_positions: np.ndarray | None = None,
+        reduced_dim: int = DEFAULT_REDUCED_DIM,
     ) -> KnowledgeIndex:
         """``embeddings``: (len(snapshot), d) float32, L2-normalised, row i = snapshot.entries[i].
 
@@ -229,7 +243,8 @@ class KnowledgeIndex:
         the group drifted (``REFIT_CHANGED_SHARE``, ``REFIT_LIST_GROWTH``) and its lists are fitted again.
         ``previous_positions`` (optional, the caller's word): row i of ``embeddings`` was copied from point
         ``previous_positions[i]`` of ``previous`` (-1: it was not); without it, points are matched by
-        content hash and compared vector by vector.
+        content hash and compared vector by vector. When a group is split into lists and ``reduced_dim``
+        is below d, lists also hold a ``reduced_dim`` PCA projection of their rows (``Fusion.read``).
         """
         entries = tuple(snapshot.entries)
         vectors = np.asarray(embeddings, dtype=np.float32)
@@ -303,9 +318,7 @@ class KnowledgeIndex:
                 self.list_fits[name] = fit
                 cent = fit.centroids
                 self.point_cluster[points] = assign
-                order = np.argsort(assign, kind="stable")
-                points = points[order]
-                matrix = vectors[points]  # rows sorted by list: one gather
+                points = points[np.argsort(assign, kind="stable")]  # rows sorted by list
                 counts = np.bincount(assign, minlength=len(cent))
                 ends = np.cumsum(counts)
                 for c in np.flatnonzero(counts).tolist():
@@ -313,22 +326,29 @@ class KnowledgeIndex:
                     list_bounds.append((int(ends[c] - counts[c]), int(ends[c])))
                     list_centroid.append(n_centroids + c)
             else:
-                matrix = vectors[points]
                 cent = (
-                    matrix.copy()
+                    vectors[points]
                     if len(points) <= max_centroids
-                    else _spherical_kmeans(matrix, max_centroids)[0]
+                    else _spherical_kmeans(vectors[points], max_centroids)[0]
                 )
                 list_group.append(g)
                 list_bounds.append((0, len(points)))
                 list_centroid.append(-1)
             self.point_row[points] = np.arange(len(points))
             group_points.append(points)
-            group_vectors.append(np.ascontiguousarray(matrix))
             starts.append(n_centroids)
             n_centroids += len(cent)
             centroids.append(cent)
         self.refit_groups, self.kept_groups = tuple(refit), tuple(kept)
+        # All vectors in one matrix, group after group, each group's rows sorted by list (one gather).
+        sorted_points = np.concatenate(group_points) if group_points else np.zeros(0, np.int64)
+        self.sorted_vectors = np.ascontiguousarray(vectors[sorted_points])
+        self.point_sorted_row = np.empty(len(entries), dtype=np.int64)
+        self.point_sorted_row[sorted_points] = np.arange(len(entries))
+        group_start = np.concatenate([[0], np.cumsum([len(p) for p in group_points])]).astype(np.int64)
+        group_vectors = [
+            self.sorted_vectors[group_start[g] : group_start[g + 1]] for g in range(len(group_points))
+        ]
         self.group_vectors = tuple(group_vectors)
         self.group_points = tuple(group_points)
         if centroids:
@@ -349,7 +369,45 @@ class KnowledgeIndex:
         self.list_point_flat = (
             np.concatenate(self.list_points).astype(np.int64) if self.list_points else np.zeros(0, np.int64)
         )
+        if self.list_fits and 0 < reduced_dim < self.dim:
+            # The projection is kept while the lists are (rows of unchanged points are copied).
+            keep_proj = previous is not None and prev_pos is not None and not refit
+            self._add_reduced(reduced_dim, group_start, previous if keep_proj else None, prev_pos)
         return self
+
+    def _add_reduced(
+        self,
+        dim: int,
+        group_start: np.ndarray,
+        previous: KnowledgeIndex | None,
+        prev_pos: np.ndarray | None,
+    ) -> None:
+        """Per list, rows [proj^T v, log w, one-hot kind]: a query row [proj^T h / T, 1, kind_bias]
+        scores a point as its logit up to a per-message constant (which does not change the shortlist).
+        With ``previous`` (same projection size), its projection is kept and the rows of points it holds
+        (same content hash, so same weight and kind, and same vector) are copied, not computed."""
+        n_kinds = len(ENTRY_KINDS)
+        order = self.list_point_flat  # entries position of each sorted row
+        reduced = np.empty((self.size, dim + 1 + n_kinds), dtype=np.float32)
+        fresh = np.arange(self.size)
+        if previous is not None and prev_pos is not None and previous.reduced_dim == dim:
+            self.reduce_proj = previous.reduce_proj
+            before = prev_pos[order]
+            held = np.flatnonzero(before >= 0)
+            reduced[held] = previous.sorted_reduced[previous.point_sorted_row[before[held]]]
+            fresh = np.flatnonzero(before < 0)
+        else:
+            self.reduce_proj = _pca(self.sorted_vectors, dim)
+        self.reduced_dim = dim
+        reduced[fresh, :dim] = self.sorted_vectors[fresh] @ self.reduce_proj
+        reduced[fresh, dim:] = 0.0
+        reduced[fresh, dim] = self.point_log_weight[order[fresh]]
+        reduced[fresh, dim + 1 + self.point_kind[order[fresh]]] = 1.0
+        self.sorted_reduced = reduced
+        self.list_reduced = tuple(
+            reduced[group_start[g] + lo : group_start[g] + hi]
+            for g, (lo, hi) in zip(self.list_group.tolist(), self.list_bounds.tolist(), strict=True)
+        )
 
     @classmethod
     def empty(cls, head_topics: Sequence[str], sentiments: Sequence[str], dim: int = 0) -> KnowledgeIndex:
@@ -363,23 +421,9 @@ class KnowledgeIndex:
         pos, n = self._hash_pos, len(content_hashes)
         return np.fromiter((pos.get(h, -1) for h in content_hashes), dtype=np.int64, count=n)
 
-    def vectors_at(
-        self, positions: np.ndarray, out: np.ndarray | None = None, rows: np.ndarray | None = None
-    ) -> np.ndarray:
-        """The unit vectors of the points at ``positions`` (entries order): a new (n, d) float32 array,
-        or written to ``out[rows]`` (one gather, no intermediate copy)."""
-        positions = np.asarray(positions, dtype=np.int64)
-        if out is None:
-            out = np.empty((len(positions), self.dim), dtype=np.float32)
-            rows = np.arange(len(positions))
-        elif rows is None:
-            raise FusionError("vectors_at: rows are required with out")
-        groups = self.point_group[positions]
-        group_rows = self.point_row[positions]
-        for g in np.unique(groups).tolist():
-            sel = np.flatnonzero(groups == g)
-            out[rows[sel]] = self.group_vectors[g][group_rows[sel]]
-        return out
+    def vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """(len(positions), d) float32: the unit vectors of the points at ``positions`` (entries order)."""
+        return self.sorted_vectors[self.point_sorted_row[np.asarray(positions, dtype=np.int64)]]
 
     def evidence_item(self, point: int, attention: float) -> dict[str, Any]:
         """The signal.v1 evidence item of one point."""
@@ -394,6 +438,15 @@ class KnowledgeIndex:
             "weight": e.weight,
             "attention": attention,
         }
+
+
+def _pca(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """(d, dim): the top principal directions of evenly spaced rows (of their centred covariance)."""
+    n = len(vectors)
+    sample = vectors[np.linspace(0, n - 1, min(n, PCA_SAMPLE)).astype(np.int64)].astype(np.float64)
+    centred = sample - sample.mean(axis=0)
+    _, eigvecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    return np.ascontiguousarray(eigvecs[:, ::-1][:, :dim], dtype=np.float32)
 
 
 def _previous_positions(
@@ -553,6 +606,7 @@ class Fusion:
         top_groups: int,
         nprobe: int = DEFAULT_NPROBE,
         blas_limit: int | None = FUSION_BLAS_THREADS,
+        shortlist: int = DEFAULT_SHORTLIST,
     ) -> None:
         if top_m < 1 or top_groups < 1 or nprobe < 1:
             raise FusionError(f"kb_top_m and kb_top_groups must be >= 1 (got {top_m}, {top_groups})")
@@ -562,6 +616,7 @@ class Fusion:
         self.top_m = top_m
         self.top_groups = top_groups
         self.nprobe = nprobe
+        self.shortlist = max(shortlist, top_m)
         self.blas_limit = blas_limit
         self._gate_w = {task: params.gates[task].vector() for task in TASKS}
         self._gate_b = {task: float(params.gates[task].bias) for task in TASKS}
@@ -653,15 +708,27 @@ class Fusion:
 
         # Candidates per (message, probed list): one matmul per list over the messages that probe it. Only
         # logits are written; a candidate's point is looked up once at the end from (slot -> list,
-        # position). A list no longer than ``width`` is written whole; a longer one writes its top m and
-        # their positions. (At ~200 lists a batch, per-call overhead and bytes written were the cost.)
+        # position). A list no longer than ``width`` is written whole; a longer one writes its top
+        # ``keep`` and their positions. (At ~200 lists a batch, per-call overhead and bytes written were
+        # the cost.) With reduced scoring the logits are approximate (PCA projection, ``keep`` =
+        # shortlist) and the shortlist is scored again exactly below.
+        reduced = index.reduced_dim > 0
+        keep = self.shortlist if reduced else m
         n_slots = k * probe
-        width = max(m, min(index.max_list_len, SLOT_WIDTH))
+        width = max(keep, min(index.max_list_len, SLOT_WIDTH))
         cand_logit = np.full((batch, n_slots, width), -np.inf, dtype=np.float32)
         cand_pos: np.ndarray | None = None  # (batch, n_slots, width) positions, only if a list is long
         slot_list = np.zeros((batch, n_slots), dtype=np.int64)
         slot_list[rows_all, slots_all] = lists_all
-        hs = h * np.float32(1.0 / self.params.temperature)  # scale the queries once, not every list
+        inv_t = np.float32(1.0 / self.params.temperature)
+        hs = h * inv_t  # scale the queries once, not every list
+        if reduced:  # logit ~ (proj^T h).(proj^T v) / T + log w + kind_bias, up to a per-message constant
+            r = index.reduced_dim
+            hs = np.empty((batch, r + 1 + len(ENTRY_KINDS)), dtype=np.float32)
+            hs[:, :r] = (h @ index.reduce_proj) * inv_t
+            hs[:, r] = 1.0
+            hs[:, r + 1 :] = self._kind_bias
+        list_matrices = index.list_reduced if reduced else index.list_vectors
         biases = self._point_bias(index)[1:]
         order = np.argsort(lists_all, kind="stable")
         rows_all, slots_all, lists_all = rows_all[order], slots_all[order], lists_all[order]
@@ -669,24 +736,24 @@ class Fusion:
         for first, last in zip(firsts.tolist(), [*firsts[1:].tolist(), len(lists_all)], strict=True):
             lst = int(lists_all[first])
             rows, slots = rows_all[first:last], slots_all[first:last]
-            logits = hs[rows] @ index.list_vectors[lst].T
-            logits += biases[lst]
+            logits = hs[rows] @ list_matrices[lst].T
+            if not reduced:
+                logits += biases[lst]
             if logits.shape[1] > width:
-                top = np.argpartition(-logits, m - 1, axis=1)[:, :m]
+                top = np.argpartition(-logits, keep - 1, axis=1)[:, :keep]
                 logits = np.take_along_axis(logits, top, axis=1)
                 if cand_pos is None:
                     cand_pos = np.broadcast_to(np.arange(width), cand_logit.shape).copy()
-                cand_pos[rows, slots, :m] = top
+                cand_pos[rows, slots, :keep] = top
             cand_logit[rows, slots, : logits.shape[1]] = logits
-        cand_logit = cand_logit.reshape(batch, -1)
+        flat_logit = cand_logit.reshape(batch, -1)
 
-        # Overall top-m of the routed candidates, highest logit first.
-        if cand_logit.shape[1] > m:
-            best = np.argpartition(-cand_logit, m - 1, axis=1)[:, :m]
+        # Overall top ``keep`` of the routed candidates.
+        if flat_logit.shape[1] > keep:
+            best = np.argpartition(-flat_logit, keep - 1, axis=1)[:, :keep]
         else:
-            best = np.broadcast_to(np.arange(m), (batch, m))
-        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(cand_logit, best, axis=1), axis=1), 1)
-        logit = np.take_along_axis(cand_logit, best, axis=1)
+            best = np.broadcast_to(np.arange(keep), (batch, keep))
+        logit = np.take_along_axis(flat_logit, best, axis=1)
         valid = np.isfinite(logit)  # -inf: an empty candidate slot (point logits are finite)
         if cand_pos is None:
             pos = best % width
@@ -696,8 +763,23 @@ class Fusion:
         flat = np.where(valid, index.list_offset[lists] + pos, 0)
         points = np.where(valid, index.list_point_flat[flat], -1)
         safe = np.where(valid, points, 0)
-        # cosine recovered from the logit: cos = (logit - bias) * T (no per-list cosine bookkeeping)
-        cosine = np.where(valid, (logit - self._full_bias(index)[safe]) * self.params.temperature, 0.0)
+        full_bias = self._full_bias(index)
+        if reduced:
+            # Exact float32 scores of the shortlist (a gather of batch x shortlist rows).
+            vectors = index.vectors_at(safe.ravel()).reshape(batch, keep, index.dim)
+            cosine = np.einsum("bd,bkd->bk", h, vectors)
+            logit = np.where(valid, cosine * inv_t + full_bias[safe], -np.inf).astype(np.float32)
+        # Top m, highest logit first.
+        top_m = np.argsort(-logit, axis=1, kind="stable")[:, :m]
+        logit = np.take_along_axis(logit, top_m, axis=1)
+        valid = np.take_along_axis(valid, top_m, axis=1) & np.isfinite(logit)
+        points = np.where(valid, np.take_along_axis(points, top_m, axis=1), -1)
+        safe = np.where(valid, points, 0)
+        if reduced:
+            cosine = np.where(valid, np.take_along_axis(cosine, top_m, axis=1), 0.0)
+        else:
+            # cosine recovered from the logit: cos = (logit - bias) * T (no per-list cosine bookkeeping)
+            cosine = np.where(valid, (logit - full_bias[safe]) * self.params.temperature, 0.0)
         alpha = np.where(valid, np.exp(logit - logit[:, :1]), 0.0).astype(np.float32)
         alpha /= alpha.sum(axis=1, keepdims=True)
 

@@ -380,3 +380,60 @@ def test_a_point_whose_vector_changed_is_not_taken_from_the_previous_index() -> 
     expected = np.argmax(vectors2[:5] @ v1.list_fits["equities"].centroids.T, axis=1)
     np.testing.assert_array_equal(v2.point_cluster[:5], expected)
     np.testing.assert_array_equal(v2.vectors_at(np.arange(600)), vectors2)
+
+
+# --- reduced scoring of large groups (PCA shortlist, exact rescoring) ---------------------------------
+
+
+def test_reduced_scoring_rescores_the_shortlist_exactly() -> None:
+    rng = np.random.default_rng(15)
+    entries, vectors = _clustered(2000, "equities", rng)
+    entries = [dataclasses.replace(e, weight=float(1 + i % 3)) for i, e in enumerate(entries)]
+    kw = {"ivf_min_points": 500, "list_size": 100}
+    reduced = make_index(entries, vectors, reduced_dim=20, **kw)
+    plain = make_index(entries, vectors, reduced_dim=0, **kw)
+    assert reduced.reduced_dim == 20 and plain.reduced_dim == 0
+    assert reduced.list_reduced[0].shape[1] == 20 + 1 + 3  # projection, log weight, one-hot kind
+    targets = rng.choice(2000, 32, replace=False)
+    h = np.stack([near(vectors[t], 0.97, rng) for t in targets])
+    s, t = head_logits(len(h))
+    # A shortlist as long as every candidate: the same points, attention and cosines as exact scoring.
+    wide = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=4, top_groups=1, nprobe=2, shortlist=10**4)
+    exact = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=4, top_groups=1, nprobe=2)
+    a, b = wide.read(h, reduced), exact.read(h, plain)
+    np.testing.assert_array_equal(a.points, b.points)
+    np.testing.assert_allclose(a.attention, b.attention, atol=1e-5)
+    np.testing.assert_allclose(a.cosine, b.cosine, atol=1e-5)
+    # A short shortlist (projection 20 of 32 dims) mostly agrees; what it returns carries exact cosines.
+    short = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=4, top_groups=1, nprobe=2, shortlist=16)
+    r = short.read(h, reduced)
+    assert (r.points[:, 0] == b.points[:, 0]).mean() >= 0.9
+    assert (r.points >= 0).all()
+    np.testing.assert_allclose(r.cosine, np.einsum("bd,bkd->bk", h, vectors[r.points]), atol=1e-5)
+
+
+def test_small_groups_are_scored_exactly_without_a_projection() -> None:
+    rng = np.random.default_rng(16)
+    entries = [entry(i, "fx", HEAD_TOPICS[i % 3], SENTIMENTS[i % 3]) for i in range(300)]
+    index = make_index(entries, rand_unit(rng, 300), reduced_dim=8)
+    assert index.reduced_dim == 0 and index.list_reduced == ()
+
+
+def test_incremental_build_keeps_the_projection_and_copies_unchanged_rows() -> None:
+    rng = np.random.default_rng(17)
+    entries, vectors = _clustered(2000, "equities", rng)
+    entries = [dataclasses.replace(e, weight=float(1 + i % 3)) for i, e in enumerate(entries)]
+    kw = {"ivf_min_points": 500, "list_size": 100, "reduced_dim": 20}
+    v1 = make_index(entries, vectors, **kw)
+    entries2, vectors2 = _reload(entries, vectors, change=30, remove=30, add=30, rng=rng)
+    snapshot = KBSnapshot(version=8, entries=tuple(entries2), published_at="x", author="t")
+    v2 = KnowledgeIndex.build(snapshot, vectors2, HEAD_TOPICS, SENTIMENTS, previous=v1, **kw)
+    assert v2.kept_groups == ("equities",) and v2.reduce_proj is v1.reduce_proj
+    order = v2.list_point_flat
+    expected = np.zeros_like(v2.sorted_reduced)
+    expected[:, :20] = vectors2[order] @ v2.reduce_proj
+    expected[:, 20] = np.log([entries2[p].weight for p in order])
+    expected[np.arange(len(order)), 21] = 1.0  # every point is an exemplar
+    np.testing.assert_allclose(v2.sorted_reduced, expected, atol=1e-5)
+    for rows, lst in zip(v2.list_reduced, v2.list_points, strict=True):
+        np.testing.assert_allclose(rows[:, :20], vectors2[lst] @ v2.reduce_proj, atol=1e-5)
