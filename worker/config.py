@@ -118,12 +118,12 @@ class Settings(BaseSettings):
     alert_baseline_halflife_s: int = Field(6 * 3600, ge=60, description="baseline EWMA half-life")
     alert_allowed_lateness_s: int = Field(120, ge=0, description="events later than this are counted late")
     alert_min_count: float = Field(
-        2.0, gt=0, description="min confidence-weighted negative count (sum of P(negative)) to alert"
+        1.5, gt=0, description="min confidence-weighted negative count (sum of P(negative)) to alert"
     )
     alert_min_messages: int = Field(
-        5,
+        4,
         ge=1,
-        description="min messages (any sentiment) in the surge span: a few repeats of one story are no surge",
+        description="min messages (any sentiment) in the surge span (copies of one story count once)",
     )
     alert_cooldown_s: int = Field(
         900, ge=0, description="no new alert for a key within this time after it resolved"
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
         2.0, description="a firing key resolves when its score falls below this"
     )
     alert_min_share_ratio: float = Field(
-        1.5, ge=1.0, description="the window's negative share must be at least this x the baseline share"
+        1.1, ge=1.0, description="the window's negative share must be at least this x the baseline share"
     )
     alert_volume_tolerance: float = Field(
         2.0,
@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         description="volume may rise this many x above baseline (busy hours) without counting as evidence",
     )
     alert_surge_llr: float = Field(
-        8.0,
+        5.0,
         gt=0,
         description="sequential test: log-likelihood ratio (nats) of the specified surge that fires a key",
     )

@@ -187,13 +187,13 @@ def test_restart_in_the_middle_of_a_burst_neither_loses_nor_repeats(
 ) -> None:
     settings = settings_factory()
     now = time.time()
-    newest = produce(settings, history(now) + burst(now, 0, 4))  # too few messages to fire yet
+    newest = produce(settings, history(now) + burst(now, 0, 3))  # too few messages to fire yet
 
     with running(settings) as stage:
         wait_for("first part processed", caught_up(stage, newest), timeout_s=60)
     assert alerts_of(settings) == []
 
-    produce(settings, burst(now, 4, 30) + tail(now))
+    produce(settings, burst(now, 3, 30) + tail(now))
     with running(settings) as stage:
         wait_for("firing and resolved", lambda: len(alerts_of(settings)) >= 2, timeout_s=90)
     alerts = alerts_of(settings)

@@ -9,7 +9,7 @@ Per key ("topic:<label>" or "entity:<TICKER>") it keeps
 
 Surge tests, re-run on each of the key's signals over the trailing 1..N buckets of the window (a scan,
 so a sharp burst is caught on a short span and a slower one on the full window). A span qualifies when
-it holds at least ``min_messages`` messages (a few syndicated copies of one story are not a surge), a
+it holds at least ``min_messages`` messages (one or two bad stories are not a surge), a
 confidence-weighted negative count k (sum of P(negative)) of at least ``min_count``, and a negative
 share of at least ``min_share_ratio`` x the baseline share. On a qualifying span the key fires when
 - the sequential test (``stats.surge_llr``, CUSUM-style) reaches ``surge_llr`` nats (plus
@@ -59,20 +59,20 @@ class AlertConfig:
     bucket_s: float = 30.0
     halflife_s: float = 6 * 3600.0
     allowed_lateness_s: float = 120.0
-    min_count: float = 2.0
-    min_messages: int = 5
+    min_count: float = 1.5
+    min_messages: int = 4
     cooldown_s: float = 900.0
     fire_score: float = 5.0
     warning_score: float = 6.0
     critical_score: float = 8.0
     resolve_score: float = 2.0
-    min_share_ratio: float = 1.5
+    min_share_ratio: float = 1.1
     volume_tolerance: float = 2.0
     prior_share: float = 0.3
     prior_messages: float = 20.0
     prior_rate_per_hour: float = 30.0
     prior_exposure_s: float = 1800.0
-    surge_llr: float = 8.0
+    surge_llr: float = 5.0
     surge_llr_ref_rate_per_hour: float = 30.0
     surge_rate_per_min: float = 5.0
     surge_share_factor: float = 3.0

@@ -3,7 +3,8 @@
 - detection: randomised burst trials (``synthetic.burst_trial``): share of trials whose alert fires
   within 2 minutes (event time) of the burst start, and the latency distribution;
 - false alarms: a day of many keys with diurnal volume and syndicated repeats, no surge injected:
-  firing alerts per 1,000 key-hours;
+  firing alerts per 1,000 key-hours; also the trial keys' alerts before their bursts, per 1,000
+  key-hours after their first hour (keys at 2-60 msg/h with no syndication: the busier keys' rate);
 - determinism: the same input replayed twice gives the same alerts (ids and contents).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker.alerts.engine import Alert, AlertConfig, AlertEngine, replay
@@ -29,6 +30,13 @@ class DetectionResult:
     early_alerts: int  # alerts on the burst key before the burst (false alarms inside the trials)
     base_rates: tuple[float, ...] = ()  # each trial's baseline messages per hour
     repeated: int = 0  # trials whose burst fired more than one alert (one burst should give one)
+    early_warm: tuple[int, int] = (0, 0)  # early alerts after the trial's first hour: all keys, >= 20 msg/h
+    warm_hours: tuple[float, float] = (0.0, 0.0)  # key-hours before the bursts after the first hour: same
+
+    def early_per_1000_key_hours(self, busy: bool = False) -> float:
+        """False alerts on the trial keys before their bursts, after the first hour (the prior's)."""
+        i = 1 if busy else 0
+        return 1000.0 * self.early_warm[i] / self.warm_hours[i] if self.warm_hours[i] else 0.0
 
     def rate_between(self, low: float, high: float) -> tuple[float, int]:
         """Detection rate and trial count for trials whose baseline rate is in [low, high)."""
@@ -60,11 +68,18 @@ def detection(
     rates: list[float] = []
     early = 0
     repeated = 0
+    warm = [0, 0]
+    hours = [0.0, 0.0]
     for i in range(trials):
         trial = burst_trial(
             seed * 100_003 + i, base_rate_per_hour=base_rate_per_hour, base_share=base_share, overlay=overlay
         )
         rates.append(trial.base_rate_per_hour)
+        busy = trial.base_rate_per_hour >= 20.0
+        warm_from = trial.start + 3600.0
+        span = max(0.0, trial.burst_start - warm_from) / 3600.0
+        hours[0] += span
+        hours[1] += span if busy else 0.0
         engine = AlertEngine(config)
         first: float | None = None
         fired = 0
@@ -74,6 +89,9 @@ def detection(
                     continue
                 if alert.window_end < trial.burst_start:
                     early += 1
+                    if alert.window_end >= warm_from:
+                        warm[0] += 1
+                        warm[1] += busy
                     continue
                 fired += 1
                 if first is None:
@@ -81,7 +99,16 @@ def detection(
         latencies.append(first)
         repeated += fired > 1
     within = sum(1 for x in latencies if x is not None and x <= DETECTION_LIMIT_S)
-    return DetectionResult(trials, within, tuple(latencies), early, tuple(rates), repeated)
+    return DetectionResult(
+        trials,
+        within,
+        tuple(latencies),
+        early,
+        tuple(rates),
+        repeated,
+        (warm[0], warm[1]),
+        (hours[0], hours[1]),
+    )
 
 
 @dataclass(frozen=True)
@@ -93,22 +120,30 @@ class FalseAlarmResult:
     late_events: int
     key_updates: int
     seconds: float
+    first_hour: int = 0  # of the alerts, those in the stream's first hour (every key new: the prior's)
 
     @property
     def per_1000_key_hours(self) -> float:
         return 1000.0 * self.alerts / (self.keys * self.hours)
 
 
-def false_alarms(config: AlertConfig, hours: float, seed: int, syndication: float = 0.05) -> FalseAlarmResult:
-    stream = SteadyStream(hours=hours, syndication=syndication)
+def false_alarms(
+    config: AlertConfig, hours: float, seed: int, syndication: float = 0.05, rewritten: float = 0.0
+) -> FalseAlarmResult:
+    """``rewritten``: share of the syndicated copies the story fingerprint misses (reworded copies)."""
+    stream = SteadyStream(hours=hours, syndication=syndication, rewritten=rewritten)
     events = stream.events(seed)
     engine = AlertEngine(config)
     began = time.perf_counter()
-    fired = sum(1 for event in events for alert in engine.process(event) if alert.status == "firing")
+    times = [
+        alert.window_end for event in events for alert in engine.process(event) if alert.status == "firing"
+    ]
     seconds = time.perf_counter() - began
+    fired = len(times)
+    first_hour = sum(1 for t in times if t < stream.start + 3600.0)
     keys = stream.n_topics + stream.n_entities
     updates = sum(len(event.keys) for event in events)
-    return FalseAlarmResult(hours, keys, len(events), fired, engine.late_events, updates, seconds)
+    return FalseAlarmResult(hours, keys, len(events), fired, engine.late_events, updates, seconds, first_hour)
 
 
 def determinism(config: AlertConfig, seed: int, trials: int = 20) -> tuple[bool, int]:
@@ -188,6 +223,8 @@ def run_eval(
     fa = false_alarms(config, hours, seed, syndication)
     fa_harsh = false_alarms(config, hours, seed, 0.15)
     fa_s = time.perf_counter() - began
+    fa_reworded = false_alarms(config, hours, seed, syndication, rewritten=1.0 / 3.0)
+    fa_no_story = false_alarms(replace(config, dedupe_window_s=0.0), hours, seed, syndication)
     same, n_alerts = determinism(config, seed)
 
     table = Table(title="finsignal alert engine on synthetic streams")
@@ -222,8 +259,26 @@ def run_eval(
         f"{fa.per_1000_key_hours:.2f} ({fa.alerts} in {fa.keys * fa.hours:,.0f})",
         "<= 1",
     )
+    table.add_row("  of them in the first hour (every key new)", f"{fa.first_hour}", "")
     table.add_row(
         "  same with 15% syndicated repeats", f"{fa_harsh.per_1000_key_hours:.2f} ({fa_harsh.alerts})", ""
+    )
+    table.add_row(
+        "  same, a third of the copies reworded (the story id misses them)",
+        f"{fa_reworded.per_1000_key_hours:.2f} ({fa_reworded.alerts})",
+        "",
+    )
+    table.add_row(
+        "  same, no story ids (alert_dedupe_window_s = 0)",
+        f"{fa_no_story.per_1000_key_hours:.2f} ({fa_no_story.alerts})",
+        "",
+    )
+    table.add_row(
+        "trial keys before their bursts, after their first hour: false alerts per 1,000 key-hours, "
+        "all / >= 20 msg/h",
+        f"{det.early_per_1000_key_hours():.2f} ({det.early_warm[0]}) / "
+        f"{det.early_per_1000_key_hours(busy=True):.2f} ({det.early_warm[1]})",
+        "",
     )
     table.add_row(
         "replay determinism", f"{'identical' if same else 'DIFFERENT'} ({n_alerts} alerts)", "identical"
@@ -239,7 +294,8 @@ def run_eval(
         "trial: key baseline log-uniform 2-60 msg/h, negative share U(0.2, 0.3); for 10 min after 12-13 h "
         "of history the key runs at 5 msg/min with 3x its share (the older trial adds 5 msg/min at 3x "
         "to the baseline traffic instead). Steady day: 3,000 msg/h with a day curve "
-        "(peak/trough 4x), 12 topics + 500 entities (Zipf), P(negative) from Beta(8,2)/Beta(1,12)."
+        "(peak/trough 4x), 12 topics + 500 entities (Zipf), P(negative) from Beta(8,2)/Beta(1,12); "
+        "syndicated copies carry their original's story id."
     )
     if plot is not None:
         plot_trial(config, seed, plot)
