@@ -24,7 +24,8 @@ from kb_sync.store import KBStore
 from worker.commands.run import Stages
 from worker.config import Settings
 from worker.embedded import create_topics
-from worker.schemas import DLQ_REASON, decode_headers, validate
+from worker.schemas import DLQ_REASON, STORY_HEADER, decode_headers, validate
+from worker.story import story_id
 
 PARTITIONS = 3
 
@@ -146,11 +147,13 @@ def test_n_events_in_n_valid_signals_out_and_offsets_committed(
         records = read_topic(settings, settings.signals_topic, n)
         signals = [orjson.loads(value) for _, value, _ in records]
         assert sorted(s["id"] for s in signals) == sorted(str(e["id"]) for e in events)
+        text_of = {str(e["id"]): str(e["text"]) for e in events}
         for (key, _, headers), signal in zip(records, signals, strict=True):
             validate("signal", signal)
             assert key == signal["key"].encode()
             assert headers["finsignal.source.topic"] == settings.input_topic
             assert int(headers["finsignal.source.partition"]) in range(PARTITIONS)
+            assert headers[STORY_HEADER] == story_id(text_of[signal["id"]])  # the story fingerprint
             assert signal["kb_version"] == kb_store.current_version()
             assert signal["evidence"], "the default KB should give evidence for financial headlines"
         by_id = {s["id"]: s for s in signals}
