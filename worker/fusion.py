@@ -12,6 +12,8 @@ For a message with L2-normalised embedding h and head logits (sentiment, topic):
 2. **Attention** over the top ``top_m`` points of the routed groups (one matmul per group + argpartition):
    ``s_i = cos(h, k_i) / T + log w_i + kind_bias[kind_i]``, ``alpha = softmax(s)``. The attention compares h
    with k (DESIGN.md explains why the concatenation form cannot); the point weight w_i enters as a prior.
+   Large groups are searched through inverted lists, scored in a PCA projection with an exact float32
+   rescoring of a shortlist (``KnowledgeIndex``, docs/INTERNALS.md "KB and fusion").
 3. **Read-out** per task: ``y_task = sum_i alpha_i v_i / sum_i alpha_i`` over the attended points that carry
    a label for the task (v_i: one-hot of the point's sentiment / topic). Topics of the KB that the head has
    never seen extend the topic label set; the head's probability for them is 0.
@@ -46,7 +48,7 @@ NEAR_DUP_FROM = 0.85  # near_dup feature = max(0, max_sim - 0.85) / 0.15: 0 belo
 DEFAULT_MAX_CENTROIDS = 64  # router centroids per (small) group: bounds routing cost per message
 DEFAULT_IVF_MIN_POINTS = 4096  # groups at least this large are searched through inverted lists
 DEFAULT_LIST_SIZE = 256  # target points per inverted list
-DEFAULT_NPROBE = 3  # inverted lists scored per routed (large) group
+DEFAULT_NPROBE = 5  # inverted lists scored per message, the best over its routed groups
 # BLAS threads while fusing: its matmuls are small (a few rows x a few hundred points), so threads only
 # add hand-offs; on 2 shared cores OpenBLAS's spinning threads made a batch ~7x slower (docs/INTERNALS.md).
 FUSION_BLAS_THREADS = 1
@@ -192,7 +194,7 @@ class KnowledgeIndex:
         self.router_centroids = np.zeros((0, 0), dtype=np.float32)
         self.router_starts = np.zeros(0, dtype=np.int64)  # first centroid row of each group
         # Inverted lists: a small group is one list (scored exactly); a large one is split into k-means
-        # lists (its router centroids) and only the best ``nprobe`` lists of a routed group are scored.
+        # lists (its router centroids) and only the best ``nprobe`` lists over the routed groups are scored.
         self.list_group = np.zeros(0, dtype=np.int64)
         self.list_bounds = np.zeros((0, 2), dtype=np.int64)  # [start, end) rows in the group matrix
         self.list_centroid = np.zeros(0, dtype=np.int64)  # router centroid column; -1: use group score
@@ -686,25 +688,23 @@ class Fusion:
         order = np.argsort(-np.take_along_axis(group_scores, routed, axis=1), axis=1, kind="stable")
         routed = np.take_along_axis(routed, order, axis=1)
 
-        # Inverted lists to score: per routed group its best ``nprobe`` lists (a small group is one list).
+        # Inverted lists to score (a small group is one list, scored by its group score).
         list_scores = np.where(
             index.list_centroid >= 0,
             cent_sims[:, np.maximum(index.list_centroid, 0)],
             group_scores[:, index.list_group],
         )
-        probe = min(self.nprobe, len(index.list_group))
-        pair_rows, pair_slots, pair_lists = [], [], []
-        for j in range(k):
-            scores = np.where(index.list_group[None, :] == routed[:, j : j + 1], list_scores, -np.inf)
-            if probe < scores.shape[1]:
-                lists = np.argpartition(-scores, probe - 1, axis=1)[:, :probe]
-            else:
-                lists = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-            rows, q = np.nonzero(np.isfinite(np.take_along_axis(scores, lists, axis=1)))
-            pair_rows.append(rows)
-            pair_slots.append(j * probe + q)
-            pair_lists.append(lists[rows, q])
-        rows_all, slots_all, lists_all = (np.concatenate(a) for a in (pair_rows, pair_slots, pair_lists))
+        # The best ``nprobe`` lists over the routed groups together, so probes go where the message matches
+        # best (at least k lists: a KB of small groups, one list each, is scored exactly).
+        member = (index.list_group[None, :, None] == routed[:, None, :]).any(axis=2)
+        scores = np.where(member, list_scores, -np.inf)
+        n_slots = min(max(self.nprobe, k), scores.shape[1])
+        if n_slots < scores.shape[1]:
+            lists = np.argpartition(-scores, n_slots - 1, axis=1)[:, :n_slots]
+        else:
+            lists = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        rows_all, slots_all = np.nonzero(np.isfinite(np.take_along_axis(scores, lists, axis=1)))
+        lists_all = lists[rows_all, slots_all]
 
         # Candidates per (message, probed list): one matmul per list over the messages that probe it. Only
         # logits are written; a candidate's point is looked up once at the end from (slot -> list,
@@ -714,7 +714,6 @@ class Fusion:
         # shortlist) and the shortlist is scored again exactly below.
         reduced = index.reduced_dim > 0
         keep = self.shortlist if reduced else m
-        n_slots = k * probe
         width = max(keep, min(index.max_list_len, SLOT_WIDTH))
         cand_logit = np.full((batch, n_slots, width), -np.inf, dtype=np.float32)
         cand_pos: np.ndarray | None = None  # (batch, n_slots, width) positions, only if a list is long

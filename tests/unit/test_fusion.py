@@ -437,3 +437,15 @@ def test_incremental_build_keeps_the_projection_and_copies_unchanged_rows() -> N
     np.testing.assert_allclose(v2.sorted_reduced, expected, atol=1e-5)
     for rows, lst in zip(v2.list_reduced, v2.list_points, strict=True):
         np.testing.assert_allclose(rows[:, :20], vectors2[lst] @ v2.reduce_proj, atol=1e-5)
+
+
+def test_a_kb_of_small_groups_is_scored_exactly_whatever_nprobe() -> None:
+    rng = np.random.default_rng(18)
+    groups = ("fx", "rates", "equities", "credit")
+    entries = [entry(i, groups[i % 4], HEAD_TOPICS[i % 3], SENTIMENTS[i % 3]) for i in range(400)]
+    index = make_index(entries, rand_unit(rng, 400))
+    h = rand_unit(rng, 16)
+    s, t = head_logits(16)
+    one = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=6, top_groups=3, nprobe=1)
+    every = Fusion(FusionParams(), HEAD_TOPICS, SENTIMENTS, top_m=6, top_groups=3, nprobe=10**6)
+    assert _ids(one.fuse(h, s, t, index)) == _ids(every.fuse(h, s, t, index))
