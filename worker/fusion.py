@@ -696,8 +696,9 @@ class Fusion:
         )
         # The best ``nprobe`` lists over the routed groups together, so probes go where the message matches
         # best (at least k lists: a KB of small groups, one list each, is scored exactly).
-        member = (index.list_group[None, :, None] == routed[:, None, :]).any(axis=2)
-        scores = np.where(member, list_scores, -np.inf)
+        is_routed = np.zeros((batch, n_groups), dtype=bool)
+        is_routed[np.arange(batch)[:, None], routed] = True
+        scores = np.where(is_routed[:, index.list_group], list_scores, -np.inf)
         n_slots = min(max(self.nprobe, k), scores.shape[1])
         if n_slots < scores.shape[1]:
             lists = np.argpartition(-scores, n_slots - 1, axis=1)[:, :n_slots]
