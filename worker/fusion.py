@@ -189,6 +189,7 @@ class KnowledgeIndex:
     dim: int
 
     def __init__(self) -> None:  # use build()
+        self._evidence: dict[int, dict[str, Any]] = {}  # point -> its evidence fields but attention
         self.group_vectors: tuple[np.ndarray, ...] = ()  # per group: (n_g, d), rows sorted by list
         self.group_points: tuple[np.ndarray, ...] = ()  # per group: row -> position in entries
         self.router_centroids = np.zeros((0, 0), dtype=np.float32)
@@ -429,17 +430,20 @@ class KnowledgeIndex:
 
     def evidence_item(self, point: int, attention: float) -> dict[str, Any]:
         """The signal.v1 evidence item of one point."""
-        e = self.entries[point]
-        return {
-            "id": e.id,
-            "text": e.text,
-            "kind": e.kind,
-            "group": e.group,
-            "topic": e.topic,
-            "sentiment": e.sentiment,
-            "weight": e.weight,
-            "attention": attention,
-        }
+        static = self._evidence.get(point)
+        if static is None:  # built once per point and index: every signal citing it copies this
+            e = self.entries[point]
+            static = {
+                "id": e.id,
+                "text": e.text,
+                "kind": e.kind,
+                "group": e.group,
+                "topic": e.topic,
+                "sentiment": e.sentiment,
+                "weight": e.weight,
+            }
+            self._evidence[point] = static
+        return {**static, "attention": attention}
 
 
 def _pca(vectors: np.ndarray, dim: int) -> np.ndarray:
@@ -860,22 +864,30 @@ class Fusion:
         top = np.argsort(-p_topic, axis=1, kind="stable")[:, :top_n]
         top_p = np.take_along_axis(p_topic, top, axis=1)
         sent = probs["sentiment"]
+        # Python lists once per batch: indexing numpy arrays element by element costs more than the rest
+        points: list[list[int]] = readout.points.tolist() if readout is not None else []
+        attention: list[list[float]] = readout.attention.tolist() if readout is not None else []
+        routed_rows: list[list[int]] = readout.routed.tolist() if readout is not None else []
+        sent_rows: list[list[float]] = sent.tolist()
+        top_rows: list[list[int]] = top.tolist()
+        top_p_rows: list[list[float]] = top_p.tolist()
+        gate_s: list[float] = gates["sentiment"].tolist()
+        gate_t: list[float] = gates["topic"].tolist()
         results: list[FusionResult] = []
         for b in range(sent.shape[0]):
             evidence: list[dict[str, Any]] = []
             routed: list[str] = []
             if readout is not None and index is not None:
-                pts, att = readout.points[b], readout.attention[b]
                 evidence = [
-                    index.evidence_item(int(p), float(a)) for p, a in zip(pts, att, strict=True) if p >= 0
+                    index.evidence_item(p, a) for p, a in zip(points[b], attention[b], strict=True) if p >= 0
                 ]
-                routed = [index.groups[int(g)] for g in readout.routed[b]]
-            g_s, g_t = float(gates["sentiment"][b]), float(gates["topic"][b])
+                routed = [index.groups[g] for g in routed_rows[b]]
+            g_s, g_t = gate_s[b], gate_t[b]
             results.append(
                 FusionResult(
-                    sentiment={s: float(sent[b, i]) for i, s in enumerate(self.sentiments)},
-                    topics=[(topics[int(i)], float(p)) for i, p in zip(top[b], top_p[b], strict=True)],
-                    topic_kb_only=bool(top[b, 0] >= n_head),
+                    sentiment=dict(zip(self.sentiments, sent_rows[b], strict=True)),
+                    topics=[(topics[i], p) for i, p in zip(top_rows[b], top_p_rows[b], strict=True)],
+                    topic_kb_only=top_rows[b][0] >= n_head,
                     evidence=evidence,
                     gate=max(g_s, g_t),
                     routed_groups=routed,
