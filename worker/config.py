@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     alert_surge_share_factor: float = Field(
         3.0, gt=1, description="sequential test: negative share of the surge, as a multiple of the baseline"
     )
+    alert_surge_min_span_s: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "sequential test: fire only on spans at least this long from their first message (event "
+            "time); a short cluster must persist (0: fire on any span)"
+        ),
+    )
     alert_classifier_prior: float = Field(
         0.3,
         gt=0,

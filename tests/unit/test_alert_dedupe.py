@@ -124,6 +124,16 @@ def test_story_memory_is_bounded_by_count_and_by_time() -> None:
     assert engine.stories_held(KEY) == 0
 
 
+def test_a_new_key_keeps_its_story_when_its_first_event_advances_the_clock() -> None:
+    # T0 starts a window of buckets, where the engine evicts idle keys: the new key's story (noted
+    # before its first bucket exists, in the same event) must survive that.
+    engine = AlertEngine()
+    engine.process(ev("clock", T0 - 10, None, keys=(CLOCK,)))
+    engine.process(ev("first", T0 + 5, "s", keys=(TOPIC,)))
+    assert engine.stories_held(TOPIC) == 1
+    assert counted(engine, [ev("copy", T0 + 20, "s", keys=(TOPIC,))], key=TOPIC) == 0
+
+
 def test_header_reading() -> None:
     story = story_id("Acme shares plunge after fraud probe")
     assert story is not None

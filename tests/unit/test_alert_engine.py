@@ -340,3 +340,24 @@ def test_sequential_test_needs_the_messages_close_together() -> None:
     assert firing[0].count == 4 and firing[0].window_end <= BURST_AT + 30
     _, alerts = run(merged(history, clock, spread))
     assert alerts == []
+
+
+def test_min_span_lets_only_a_persisting_surge_fire() -> None:
+    # Four bad stories within 30 s fire at once by default; with alert_surge_min_span_s = 45 they
+    # must persist: alone they do not fire, followed by more of the same they do, a bit later.
+    start = BURST_AT + 120  # 2 minutes after the key's last calm message
+    history = calm(T0, BURST_AT + 400)
+    clock = [ev(f"k{i}", start + 10 * i, (CLOCK,), 0.1) for i in range(40)]
+    cluster = [ev(f"c{i}", start + 10 * i, (KEY,), 0.9) for i in range(4)]
+    more = [ev(f"m{i}", start + 40 + 10 * i, (KEY,), 0.9) for i in range(4)]
+    patient = AlertConfig(surge_min_span_s=45.0)
+    _, alerts = run(merged(history, clock, cluster))
+    assert [(a.key, a.status) for a in alerts][:1] == [(KEY, "firing")]
+    assert alerts[0].window_end <= start + 30
+    _, alerts = run(merged(history, clock, cluster), patient)
+    assert alerts == []
+    _, alerts = run(merged(history, clock, cluster, more), patient)
+    firing = [a for a in alerts if a.status == "firing"]
+    assert [a.key for a in firing] == [KEY] and start + 40 <= firing[0].window_end <= start + 70
+    with pytest.raises(ValueError, match="alert_surge_min_span_s"):
+        AlertConfig(surge_min_span_s=300.0)

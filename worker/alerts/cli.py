@@ -34,6 +34,7 @@ ENGINE_SETTINGS = [
     "alert_surge_llr_ref_rate_per_hour",
     "alert_surge_rate_per_min",
     "alert_surge_share_factor",
+    "alert_surge_min_span_s",
     "alert_classifier_prior",
     "alert_prior_share",
     "alert_prior_messages",

@@ -13,7 +13,8 @@ it holds at least ``min_messages`` messages (one or two bad stories are not a su
 confidence-weighted negative count k (sum of P(negative)) of at least ``min_count``, and a negative
 share of at least ``min_share_ratio`` x the baseline share. On a qualifying span the key fires when
 - the sequential test (``stats.surge_llr``, CUSUM-style) reaches ``surge_llr`` nats (plus
-  log(rate / ``surge_llr_ref_rate_per_hour``) on keys busier than that): the likelihood
+  log(rate / ``surge_llr_ref_rate_per_hour``) on keys busier than that) on a span that lasted at
+  least ``surge_min_span_s`` from its first message: the likelihood
   ratio of the surge we want to catch fast (``surge_share_factor`` x the share at
   ``surge_rate_per_min``) against the baseline, measured from the span's first message, with each
   signal's evidence weighted by its P(negative) (``stats.share_log_lr``); this is the fast test;
@@ -76,6 +77,7 @@ class AlertConfig:
     surge_llr_ref_rate_per_hour: float = 30.0
     surge_rate_per_min: float = 5.0
     surge_share_factor: float = 3.0
+    surge_min_span_s: float = 0.0
     classifier_prior: float = 0.3
     top_messages: int = 3
     dedupe_window_s: float = 1800.0
@@ -100,6 +102,8 @@ class AlertConfig:
             problems.append(
                 "alert_surge_llr, alert_surge_rate_per_min, alert_surge_llr_ref_rate_per_hour must be > 0"
             )
+        if self.surge_min_span_s < 0 or self.surge_min_span_s >= self.window_s:
+            problems.append("alert_surge_min_span_s must be >= 0 and < alert_window_s")
         if self.surge_share_factor <= 1.0:
             problems.append("alert_surge_share_factor must be > 1")
         if not 0.0 < self.classifier_prior < 1.0:
@@ -138,6 +142,7 @@ class AlertConfig:
                 surge_llr_ref_rate_per_hour=settings.alert_surge_llr_ref_rate_per_hour,
                 surge_rate_per_min=settings.alert_surge_rate_per_min,
                 surge_share_factor=settings.alert_surge_share_factor,
+                surge_min_span_s=float(settings.alert_surge_min_span_s),
                 classifier_prior=settings.alert_classifier_prior,
                 top_messages=settings.alert_top_messages,
                 dedupe_window_s=float(settings.alert_dedupe_window_s),
@@ -514,7 +519,7 @@ class AlertEngine:
         n = 0
         k = 0.0
         marks = 0.0
-        best_z = best_llr = -math.inf
+        best_z = best_llr = fire_llr = -math.inf
         z_span = llr_span = (0, 0, 0.0)
         for span, idx in enumerate(range(now_idx, lowest - 1, -1), start=1):
             bucket = state.buckets.get(idx)
@@ -546,14 +551,17 @@ class AlertEngine:
                 cfg.volume_tolerance,
             )
             if llr > best_llr:
-                best_llr, llr_span = llr, (span, n, k)
+                best_llr = llr
+            # Only spans that lasted surge_min_span_s may fire (a short cluster must persist).
+            if llr > fire_llr and clock - bucket.first >= cfg.surge_min_span_s:
+                fire_llr, llr_span = llr, (span, n, k)
         if z_span[0] == 0:
             return _NO_SCAN
         by_z = best_z >= cfg.fire_score
         # A busy key runs more tests per hour and false alarms grow like tests x exp(-threshold)
         # (Lorden), so its threshold rises with log(rate): equal false alarms per key-hour.
         busy = max(0.0, math.log(baseline.rate_per_s * 3600.0 / cfg.surge_llr_ref_rate_per_hour))
-        by_llr = best_llr >= cfg.surge_llr + busy
+        by_llr = fire_llr >= cfg.surge_llr + busy
         span, count, negative = llr_span if by_llr and not by_z else z_span
         score = max(best_z, math.sqrt(2.0 * max(best_llr, 0.0)))
         return Scan(score, span, count, negative, best_llr, by_z or by_llr)
@@ -703,6 +711,7 @@ class AlertEngine:
             key
             for key, state in self._keys.items()
             if not state.buckets
+            and not state.stories  # (a key may hold stories before its first bucket: same event)
             and state.episode is None
             and state.cooldown_until < watermark
             and (state.last_fold_end is None or state.last_fold_end < horizon)
