@@ -21,7 +21,10 @@ MESSAGES_CONSUMED = _metric(Counter, "finsignal_messages_consumed", "messages re
 SIGNALS_PRODUCED = _metric(Counter, "finsignal_signals_produced", "signals confirmed by the broker")
 DLQ = _metric(Counter, "finsignal_dlq", "messages sent to the DLQ, by reason", ("reason",))
 BATCH_SIZE = _metric(
-    Histogram, "finsignal_batch_size", "messages per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+    Histogram,
+    "finsignal_batch_size",
+    "messages per inference batch",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 INFERENCE_SECONDS = _metric(Histogram, "finsignal_inference_seconds", "encoder + fusion time per batch")
 END_TO_END_SECONDS = _metric(

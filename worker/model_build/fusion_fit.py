@@ -100,7 +100,12 @@ def _encode_cached(encoder: Any, texts: list[str], what: str, batch_size: int = 
         "topic_logits": np.concatenate([p.topic_logits for p in parts]),
     }
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **out)
+    np.savez(
+        path,
+        embedding=out["embedding"],
+        sentiment_logits=out["sentiment_logits"],
+        topic_logits=out["topic_logits"],
+    )
     return out
 
 
@@ -368,6 +373,7 @@ def evaluate(ctx: Context, params: FusionParams, seed: int) -> dict[str, Any]:
         after, _ = new_topic_episode(ctx, params, topic, dev_topic, rng, publish=True)
         p_before, p_after = predict(before), predict(after)
         name = ctx.head_topics[topic]
+        assert before.index is not None and after.index is not None  # new-topic episodes carry a KB
         names_before = np.array(before.index.topics)[p_before]
         names_after = np.array(after.index.topics)[p_after]
         truth = np.array(ctx.head_topics)[dev_topic.labels[before.rows]]
