@@ -19,7 +19,8 @@ For a message with L2-normalised embedding h and head logits (sentiment, topic):
    never seen extend the topic label set; the head's probability for them is 0.
 4. **Gate** per task: ``g = sigmoid(b + w . f)`` on read-out features ``f`` (``GATE_FEATURES``: best cosine of
    a labelled attended point and its near-duplicate excess over 0.85, read-out confidence, head confidence,
-   head/KB agreement, read-out mass on KB-only labels); ``p = (1 - g) softmax(head) + g y_task``.
+   head/KB agreement, read-out mass on KB-only labels, head energy = logsumexp of the head logits, low
+   when the message is unlike every class the head knows); ``p = (1 - g) softmax(head) + g y_task``.
    No labelled point attended => g = 0.
 
 Zero-shot defaults (no fusion.json): T = 0.05 and a gate that is 0.5 at cosine 0.85, so a near-duplicate
@@ -43,7 +44,15 @@ from kb_sync.model import ENTRY_KINDS, KBEntry, KBSnapshot
 FUSION_FILE = "fusion.json"
 FUSION_FORMAT = "finsignal-fusion/1"
 TASKS: tuple[str, ...] = ("sentiment", "topic")
-GATE_FEATURES: tuple[str, ...] = ("max_sim", "near_dup", "kb_conf", "head_conf", "agree", "kb_only")
+GATE_FEATURES: tuple[str, ...] = (
+    "max_sim",
+    "near_dup",
+    "kb_conf",
+    "head_conf",
+    "agree",
+    "kb_only",
+    "head_energy",
+)
 NEAR_DUP_FROM = 0.85  # near_dup feature = max(0, max_sim - 0.85) / 0.15: 0 below, 1 at an exact duplicate
 DEFAULT_MAX_CENTROIDS = 64  # router centroids per (small) group: bounds routing cost per message
 DEFAULT_IVF_MIN_POINTS = 4096  # groups at least this large are searched through inverted lists
@@ -567,6 +576,11 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    top = np.max(x, axis=axis, keepdims=True)
+    return (np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top).squeeze(axis)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
 
@@ -651,10 +665,11 @@ class Fusion:
         index: KnowledgeIndex | None,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Readout | None, KnowledgeIndex | None]:
         """Fused probabilities per task ((B, C) arrays, topic over ``index.topics``), gates, read-out."""
-        head = {
-            "sentiment": softmax(np.asarray(sentiment_logits, dtype=np.float32)),
-            "topic": softmax(np.asarray(topic_logits, dtype=np.float32)),
+        logits = {
+            "sentiment": np.asarray(sentiment_logits, dtype=np.float32),
+            "topic": np.asarray(topic_logits, dtype=np.float32),
         }
+        head = {task: softmax(logits[task]) for task in TASKS}
         if head["topic"].shape[1] != len(self.head_topics):
             raise FusionError(
                 f"topic_logits has {head['topic'].shape[1]} columns, "
@@ -670,7 +685,8 @@ class Fusion:
         extra = len(index.topics) - index.n_head_topics
         if extra:
             head["topic"] = np.pad(head["topic"], ((0, 0), (0, extra)))
-        probs, gates = self.mix(head, readout, index.n_head_topics)
+        energy = {task: logsumexp(logits[task]) for task in TASKS}
+        probs, gates = self.mix(head, readout, index.n_head_topics, energy)
         return probs, gates, readout, index
 
     def read(self, embedding: np.ndarray, index: KnowledgeIndex) -> Readout:
@@ -806,8 +822,10 @@ class Fusion:
             max_sim[task] = np.where(has[task], max_sim[task], 0.0).astype(np.float32)
         return Readout(points, alpha, cosine, routed, y, has, max_sim)
 
-    def gate_features(self, task: str, head: np.ndarray, readout: Readout, n_head_topics: int) -> np.ndarray:
-        """(B, len(GATE_FEATURES)) features of the gate for one task."""
+    def gate_features(
+        self, task: str, head: np.ndarray, readout: Readout, n_head_topics: int, energy: np.ndarray
+    ) -> np.ndarray:
+        """(B, len(GATE_FEATURES)) features of the gate for one task; ``energy``: logsumexp of its logits."""
         y = readout.y[task]
         kb_only = y[:, n_head_topics:].sum(axis=1) if task == "topic" else np.zeros(len(y), np.float32)
         return np.stack(
@@ -818,18 +836,26 @@ class Fusion:
                 head.max(axis=1),
                 (head * y).sum(axis=1),
                 kb_only,
+                energy,
             ],
             axis=1,
         ).astype(np.float32)
 
     def mix(
-        self, head: dict[str, np.ndarray], readout: Readout, n_head_topics: int
+        self,
+        head: dict[str, np.ndarray],
+        readout: Readout,
+        n_head_topics: int,
+        energy: dict[str, np.ndarray],
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """p = (1 - g) head + g y per task; head topic rows already padded to the extended label set."""
+        """p = (1 - g) head + g y per task; head topic rows already padded to the extended label set.
+
+        ``energy``: per task, logsumexp of the head logits (low for a message unlike the head's classes).
+        """
         probs: dict[str, np.ndarray] = {}
         gates: dict[str, np.ndarray] = {}
         for task in TASKS:
-            feats = self.gate_features(task, head[task], readout, n_head_topics)
+            feats = self.gate_features(task, head[task], readout, n_head_topics, energy[task])
             g = _sigmoid(feats @ self._gate_w[task] + self._gate_b[task])
             g = np.where(readout.has[task], g, 0.0).astype(np.float32)
             gates[task] = g

@@ -30,7 +30,16 @@ import numpy as np
 
 from kb_sync.loader import DEFAULT_KB_PATH, load_kb_file
 from kb_sync.model import KBEntry, KBSnapshot
-from worker.fusion import GATE_FEATURES, TASKS, Fusion, FusionParams, GateParams, KnowledgeIndex, softmax
+from worker.fusion import (
+    GATE_FEATURES,
+    TASKS,
+    Fusion,
+    FusionParams,
+    GateParams,
+    KnowledgeIndex,
+    logsumexp,
+    softmax,
+)
 from worker.model_build.artifact import ArtifactError, load_manifest, write_manifest
 from worker.model_build.data import DataError, LabelledTexts, load_labelled, split_dataset
 
@@ -248,7 +257,8 @@ class Pieces:
 
 def pieces(episode: Episode) -> Pieces:
     d, rows = episode.data, episode.rows
-    head = softmax(d.sentiment_logits[rows] if episode.task == "sentiment" else _topic_logits(episode))
+    logits = d.sentiment_logits[rows] if episode.task == "sentiment" else _topic_logits(episode)
+    head = softmax(logits)
     n = len(rows)
     if episode.index is None:
         zeros = np.zeros(n, np.float32)
@@ -258,7 +268,7 @@ def pieces(episode: Episode) -> Pieces:
     if episode.task == "topic":
         head = np.pad(head, ((0, 0), (0, len(episode.index.topics) - head.shape[1])))
     n_head = episode.index.n_head_topics
-    feats = episode.fusion.gate_features(episode.task, head, readout, n_head)
+    feats = episode.fusion.gate_features(episode.task, head, readout, n_head, logsumexp(logits))
     safe = np.maximum(episode.targets, 0)
     return Pieces(
         head[np.arange(n), safe],
