@@ -36,6 +36,7 @@ from worker.classifier import Classified, Classifier
 from worker.config import Settings
 from worker.decode import DecodeFailure, NewsEvent, decode_event, dlq_headers
 from worker.health import Health
+from worker.producers import discard_producer
 from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, STORY_HEADER
 from worker.signals import build_signal, merge_entities, utc_now_iso
 from worker.story import story_id
@@ -206,7 +207,7 @@ class Worker:
                     # unknown to a restarted broker: OutOfOrderSequence, then a failed epoch bump) refuses
                     # every later send; a fresh one gets a new producer id. Outputs it had not confirmed
                     # are re-sent with the retried batch.
-                    _discard(producer)
+                    discard_producer(producer)
                     producer = None
                     stop.wait(backoff)
                     backoff = min(backoff * 2, _MAX_RETRY_BACKOFF_S)
@@ -541,16 +542,6 @@ def _connection_count(consumer: KafkaConsumer) -> float:
     except Exception:  # metrics are a diagnosis aid: never let them stop the loop
         log.debug("consumer metrics unavailable", exc_info=True)
     return 1.0
-
-
-def _discard(producer: KafkaProducer | None) -> None:
-    """Close a producer without waiting: its unconfirmed sends are abandoned (the batch is retried)."""
-    if producer is None:
-        return
-    try:
-        producer.close(timeout=0)
-    except Exception:  # a producer in a fatal state may fail to close cleanly; it is dropped either way
-        log.debug("closing the failed producer raised", exc_info=True)
 
 
 def _names(tps: set[TopicPartition]) -> str:

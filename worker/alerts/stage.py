@@ -49,6 +49,7 @@ from worker.alerts.payload import alert_payload, format_alert_line
 from worker.alerts.reorder import ReorderBuffer
 from worker.alerts.signals import SignalError, parse_signal, parse_time, story_of
 from worker.config import Settings
+from worker.producers import discard_producer
 from worker.schemas import DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 
 log = logging.getLogger(__name__)
@@ -413,12 +414,8 @@ class AlertStage:
                     exc,
                     backoff,
                 )
-                stale, self._producer = self._producer, None
-                if stale is not None:
-                    try:
-                        stale.close(timeout=0)
-                    except Exception:  # noqa: BLE001 - a broken producer may fail to close; it is dropped
-                        log.debug("alert stage: closing the failed producer raised", exc_info=True)
+                discard_producer(self._producer)
+                self._producer = None
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, _MAX_PUBLISH_BACKOFF_S)
 
