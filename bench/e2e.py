@@ -174,6 +174,20 @@ class Replayer:
         self.producer.close()
 
 
+@contextlib.contextmanager
+def replay_and_collect(settings: Settings) -> Iterator[tuple[Replayer, Collector]]:
+    """A replay producer on the input topic and a running collector on the signals topic."""
+    collector = Collector(settings)
+    collector.start()
+    replayer = Replayer(settings)
+    try:
+        yield replayer, collector
+    finally:
+        replayer.close()
+        collector.stop.set()
+        collector.join(timeout=5)
+
+
 @dataclass
 class StageRun:
     messages: int
@@ -251,20 +265,12 @@ def e2e_rows(
     """
     with _services(services) as st:
         settings = run_settings(base, st, partitions=1)
-        with worker_processes(settings, 1):
-            collector = Collector(settings)
-            collector.start()
-            replayer = Replayer(settings)
-            try:
-                warm(replayer, collector, texts, 4 * settings.max_batch_size, "warm")
-                runs = [run_stage(replayer, collector, texts, n, f"full{r}") for r in range(max(1, rounds))]
-                full = max(runs, key=lambda run: run.msgs_per_s)
-                rate = 0.5 * full.msgs_per_s
-                paced = run_stage(replayer, collector, texts, paced_n, "paced", rate_per_s=rate)
-            finally:
-                replayer.close()
-                collector.stop.set()
-                collector.join(timeout=5)
+        with worker_processes(settings, 1), replay_and_collect(settings) as (replayer, collector):
+            warm(replayer, collector, texts, 4 * settings.max_batch_size, "warm")
+            runs = [run_stage(replayer, collector, texts, n, f"full{r}") for r in range(max(1, rounds))]
+            full = max(runs, key=lambda run: run.msgs_per_s)
+            rate = 0.5 * full.msgs_per_s
+            paced = run_stage(replayer, collector, texts, paced_n, "paced", rate_per_s=rate)
     lat_full, lat_paced = percentiles(full.latency_ms), percentiles(paced.latency_ms)
     threads = settings.intra_op_threads or "all"
     rows = [
@@ -361,17 +367,9 @@ def scaling_rows(
     with _services(services) as st:
         for procs in (1, 2):
             settings = run_settings(base, st, partitions=2, intra_op_threads=1)
-            with worker_processes(settings, procs):
-                collector = Collector(settings)
-                collector.start()
-                replayer = Replayer(settings)
-                try:
-                    warm(replayer, collector, texts, 8 * settings.max_batch_size, f"warm{procs}")
-                    results[procs] = run_stage(replayer, collector, texts, n, f"scale{procs}")
-                finally:
-                    replayer.close()
-                    collector.stop.set()
-                    collector.join(timeout=5)
+            with worker_processes(settings, procs), replay_and_collect(settings) as (replayer, collector):
+                warm(replayer, collector, texts, 8 * settings.max_batch_size, f"warm{procs}")
+                results[procs] = run_stage(replayer, collector, texts, n, f"scale{procs}")
     one, two = results[1], results[2]
     ratio = two.msgs_per_s / one.msgs_per_s if one.msgs_per_s else 0.0
     rows = [
