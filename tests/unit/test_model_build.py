@@ -99,6 +99,7 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
         out_dir=tmp_path / "artifact",
         work_dir=tmp_path / "work",
         max_len=16,
+        teachers=2,
         teacher=TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=3e-3),
         teacher_refine=TrainConfig(epochs=1, batch_size=8, lr=5e-4, task_repeats={"sentiment": 2}),
         student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
@@ -126,6 +127,9 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
     for stage in ("teacher_dev", "student_torch_dev", "int8_onnx_dev", "teacher_int8_onnx_dev"):
         assert set(metrics[stage]) == {"sentiment", "topic"}
         assert metrics[stage]["topic"]["n"] == 12  # round(15% of 30) = 4 per class
+    assert len(metrics["teacher_members_dev"]) == 2
+    assert set(metrics["teacher_ensemble_dev"]) == {"sentiment", "topic"}
+    assert (tmp_path / "work" / "teacher-1-refined" / "model.pt").is_file()
     speed = metrics["speed_int8_cpu"]["models"]
     assert set(speed) == {"dense_teacher_int8", "pruned_int8"}
     assert all(figures["messages_per_s"] > 0 for figures in speed.values())
@@ -245,3 +249,30 @@ def test_geometry_kept_scores_identity_high_and_noise_low() -> None:
     noise = geometry_kept(rng.normal(size=(60, 16)), original)
     assert noise["embedding_pairwise_spearman_vs_original"] < 0.3
     assert noise["embedding_knn10_overlap_vs_original"] < 0.5
+
+
+def test_teacher_ensemble_averages_logits_and_keeps_first_hidden_states() -> None:
+    from worker.model_build.model import MultiTaskModel, TeacherEnsemble
+
+    members = []
+    for seed in (1, 2):
+        encoder = _tiny_bert(40)  # seeded with 0: make the members differ below
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for weight in encoder.parameters():
+                weight.add_(0.05 * torch.randn_like(weight))
+        members.append(MultiTaskModel(encoder, {"sentiment": 3, "topic": 4}).eval())
+    ensemble = TeacherEnsemble(members).eval()
+    ids = torch.randint(5, 40, (3, 7))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        out = ensemble(ids, mask, hidden_states=True)
+        first, second = (member(ids, mask, hidden_states=True) for member in members)
+    for task in ("sentiment", "topic"):
+        assert torch.allclose(out.logits[task], (first.logits[task] + second.logits[task]) / 2, atol=1e-6)
+        assert not torch.allclose(first.logits[task], second.logits[task])  # the mean is not trivial
+    assert out.hidden_states is not None and first.hidden_states is not None
+    assert second.hidden_states is not None
+    assert torch.equal(out.hidden_states[-1], first.hidden_states[-1])
+    assert not torch.allclose(out.hidden_states[-1], second.hidden_states[-1])
+    assert torch.equal(out.pooled, first.pooled)

@@ -22,7 +22,7 @@ from worker.model_build.artifact import TOKENIZER_NAME
 from worker.model_build.base_model import BASE_MODEL_NAME, base_tokenizer_path, load_base_encoder
 from worker.model_build.checkpoint import load_checkpoint, save_checkpoint
 from worker.model_build.data import LabelledTexts, load_labelled, split_dataset
-from worker.model_build.model import MultiTaskModel
+from worker.model_build.model import MultiTaskModel, TeacherEnsemble
 from worker.model_build.prune import (
     apply_plan,
     gate_importance,
@@ -35,6 +35,7 @@ from worker.model_build.train import Distillation, TaskData, TrainConfig, evalua
 from worker.model_build.vocab import id_map, kept_token_ids, write_pruned_tokenizer
 
 TASKS = ("sentiment", "topic")
+TEACHER_SEED_STRIDE = 8
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class BuildOptions:
     out_dir: Path
     work_dir: Path = Path(".cache/model-build")
     seed: int = 13
+    teachers: int = 1  # >1: the student distils the mean logits of that many teachers (seeds differ)
     threads: int | None = None
     resume: bool = False
     max_len: int = 64
@@ -125,7 +127,6 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         if options.student_epochs is None
         else replace(options.student, epochs=options.student_epochs)
     )
-    teacher_cfg = replace(teacher_cfg, seed=options.seed)
     student_cfg = replace(student_cfg, seed=options.seed + 1)
 
     splits = _load_tasks(options)
@@ -138,42 +139,37 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         "data: " + ", ".join(f"{t} train {len(splits[t][0])} / dev {len(splits[t][1])}" for t in TASKS)
     )
 
-    # --- 1. teacher: multi-task fine-tune, embedding kept near the original's geometry ----------
+    # --- 1. teachers: multi-task fine-tunes, embedding kept near the original's geometry -------
     base = options.base_encoder if options.base_encoder is not None else load_base_encoder(attention="sdpa")
-    teacher = MultiTaskModel(base, {t: len(labels[t]) for t in TASKS})
-    targets = _original_embeddings(teacher, ids, work)
+    first = MultiTaskModel(copy.deepcopy(base), {t: len(labels[t]) for t in TASKS})
+    targets = _original_embeddings(first, ids, work)
     train_tasks = {t: TaskData(ids[t][0], splits[t][0].labels, labels[t], targets[t][0]) for t in TASKS}
     dev_tasks = {t: TaskData(ids[t][1], splits[t][1].labels, labels[t], targets[t][1]) for t in TASKS}
-    dense_params = _params(teacher.encoder)
-
-    teacher_dir = work / "teacher"
-    if options.resume and (teacher_dir / "model.pt").is_file():
-        teacher, _meta = load_checkpoint(teacher_dir)
-        console.print(f"teacher: reusing {teacher_dir}")
-    else:
-        t0 = time.monotonic()
-        train(teacher, train_tasks, teacher_cfg, desc="teacher fine-tune")
-        console.print(f"teacher trained in {time.monotonic() - t0:.0f} s")
-        save_checkpoint(teacher, teacher_dir, {"labels": labels, "train_config": asdict(teacher_cfg)})
-    if options.teacher_refine is not None and options.teacher_refine.epochs > 0:
-        # Warm restart at a lower LR, sentiment (the smaller, harder set) seen twice per epoch.
-        refine_cfg = replace(options.teacher_refine, seed=options.seed + 2)
-        refined_dir = work / "teacher-refined"
-        if options.resume and (refined_dir / "model.pt").is_file():
-            teacher, _meta = load_checkpoint(refined_dir)
-            console.print(f"teacher refine: reusing {refined_dir}")
-        else:
-            console.print("teacher after phase 1 dev: " + _brief(evaluate(teacher, dev_tasks)))
-            t0 = time.monotonic()
-            train(teacher, train_tasks, refine_cfg, desc="teacher refine")
-            console.print(f"teacher refined in {time.monotonic() - t0:.0f} s")
-            save_checkpoint(teacher, refined_dir, {"labels": labels, "train_config": asdict(refine_cfg)})
-        teacher_dir = refined_dir
-    if not (teacher_dir / TOKENIZER_NAME).is_file():
-        (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
-    teacher.eval()
-    teacher_dev = evaluate(teacher, dev_tasks)
-    console.print("teacher dev: " + _brief(teacher_dev))
+    dense_params = _params(first.encoder)
+    members: list[tuple[MultiTaskModel, Path]] = []
+    for index in range(max(1, options.teachers)):
+        fresh = (
+            first if index == 0 else MultiTaskModel(copy.deepcopy(base), {t: len(labels[t]) for t in TASKS})
+        )
+        members.append(
+            _fine_tune_teacher(
+                fresh, index, train_tasks, dev_tasks, labels, teacher_cfg, options, console, tokenizer_path
+            )
+        )
+    # Teacher 0 is "the dense fine-tuned teacher": its INT8 export is the accuracy and speed
+    # baseline, the student is pruned from it and learns its hidden states. With several teachers
+    # the student's soft labels are the mean of their logits (an ensemble is the better target).
+    teacher, teacher_dir = members[0]
+    member_dev = [evaluate(model, dev_tasks) for model, _ in members]
+    for index, figures in enumerate(member_dev):
+        console.print(f"teacher {index} dev: " + _brief(figures))
+    soft_teacher: MultiTaskModel | TeacherEnsemble = teacher
+    ensemble_dev: dict[str, dict] | None = None  # type: ignore[type-arg]
+    if len(members) > 1:
+        soft_teacher = TeacherEnsemble([model for model, _ in members])
+        ensemble_dev = evaluate(soft_teacher, dev_tasks)
+        console.print("teacher ensemble dev: " + _brief(ensemble_dev))
+    teacher_dev = member_dev[0]
 
     # --- 2. prune: measured importance of layers, heads, FFN neurons; unused vocabulary --------
     student = copy.deepcopy(teacher)
@@ -217,7 +213,12 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
 
     # --- 3. distil the pruned student from the dense fine-tuned teacher ------------------------
     student_dir = work / "student"
-    student_key = {"teacher": str(teacher_dir), "train_config": asdict(student_cfg), "plan": plan.as_dict()}
+    student_key = {
+        "teacher": str(teacher_dir),
+        "teachers": [str(path) for _, path in members],
+        "train_config": asdict(student_cfg),
+        "plan": plan.as_dict(),
+    }
     if options.resume and _same_run(student_dir, student_key):
         student, _meta = load_checkpoint(student_dir)
         console.print(f"student: reusing {student_dir}")
@@ -227,7 +228,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
             student,
             train_tasks,
             student_cfg,
-            distil=Distillation(teacher=teacher, layer_map=layer_map, id_map=token_map),
+            distil=Distillation(teacher=soft_teacher, layer_map=layer_map, id_map=token_map),
             desc="student distil",
         )
         console.print(f"student distilled in {time.monotonic() - t0:.0f} s")
@@ -254,6 +255,14 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "dev_split": {"fraction": 0.15, "seed": "worker.model_build.data.DEV_SEED", "stratified": True},
         "teacher_dev": _figures(teacher_dev),
+        **(
+            {
+                "teacher_members_dev": [_figures(figures) for figures in member_dev],
+                "teacher_ensemble_dev": _figures(ensemble_dev),
+            }
+            if ensemble_dev is not None
+            else {}
+        ),
         "pruned_before_distillation_dev": _figures(pruned_dev),
         "student_torch_dev": _figures(student_dev),
     }
@@ -309,6 +318,58 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     )
     _summary(console, manifest)
     return manifest
+
+
+def _teacher_dirs(work: Path, index: int) -> tuple[Path, Path]:
+    """Teacher 0 keeps the historical folder names, so older work folders still resume."""
+    if index == 0:
+        return work / "teacher", work / "teacher-refined"
+    return work / f"teacher-{index}", work / f"teacher-{index}-refined"
+
+
+def _fine_tune_teacher(
+    teacher: MultiTaskModel,
+    index: int,
+    train_tasks: dict[str, TaskData],
+    dev_tasks: dict[str, TaskData],
+    labels: dict[str, list[str]],
+    teacher_cfg: TrainConfig,
+    options: BuildOptions,
+    console: Any,
+    tokenizer_path: Path,
+) -> tuple[MultiTaskModel, Path]:
+    """Fine-tune (or, with --resume, reload) teacher ``index``; its seed is options.seed + 8 * index,
+    so teacher i of one build is teacher 0 of a build run with that seed."""
+    seed = options.seed + TEACHER_SEED_STRIDE * index
+    first_dir, refined_dir = _teacher_dirs(Path(options.work_dir), index)
+    name = "teacher" if index == 0 else f"teacher {index}"
+    teacher_dir = first_dir
+    if options.resume and (first_dir / "model.pt").is_file():
+        teacher, _meta = load_checkpoint(first_dir)
+        console.print(f"{name}: reusing {first_dir}")
+    else:
+        t0 = time.monotonic()
+        config = replace(teacher_cfg, seed=seed)
+        train(teacher, train_tasks, config, desc=f"{name} fine-tune")
+        console.print(f"{name} trained in {time.monotonic() - t0:.0f} s")
+        save_checkpoint(teacher, first_dir, {"labels": labels, "train_config": asdict(config)})
+    if options.teacher_refine is not None and options.teacher_refine.epochs > 0:
+        # Warm restart at a lower LR, sentiment (the smaller, harder set) seen twice per epoch.
+        refine_cfg = replace(options.teacher_refine, seed=seed + 2)
+        if options.resume and (refined_dir / "model.pt").is_file():
+            teacher, _meta = load_checkpoint(refined_dir)
+            console.print(f"{name} refine: reusing {refined_dir}")
+        else:
+            console.print(f"{name} after phase 1 dev: " + _brief(evaluate(teacher, dev_tasks)))
+            t0 = time.monotonic()
+            train(teacher, train_tasks, refine_cfg, desc=f"{name} refine")
+            console.print(f"{name} refined in {time.monotonic() - t0:.0f} s")
+            save_checkpoint(teacher, refined_dir, {"labels": labels, "train_config": asdict(refine_cfg)})
+        teacher_dir = refined_dir
+    if not (teacher_dir / TOKENIZER_NAME).is_file():
+        (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
+    teacher.eval()
+    return teacher, teacher_dir
 
 
 def export_checkpoint(

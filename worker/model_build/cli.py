@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     build.add_argument("--student-epochs", type=float, default=None, help="override student epochs")
     build.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     build.add_argument("--seed", type=int, default=13, help="random seed (data split uses its own)")
+    build.add_argument(
+        "--teachers",
+        type=_positive_int,
+        default=1,
+        help="fine-tune this many teachers (seeds SEED, SEED+8, ...); the student distils their mean logits",
+    )
     build.add_argument("--resume", action="store_true", help="reuse a finished teacher in --work-dir")
     build.set_defaults(handler=_build)
 
@@ -74,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     eval_fusion.set_defaults(handler=_eval_fusion)
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return number
+
+
 def _export(args: argparse.Namespace) -> int:
     from worker.model_build.export import export_dense
 
@@ -96,6 +109,7 @@ def _build(args: argparse.Namespace) -> int:
         out_dir=args.out,
         work_dir=args.work_dir,
         seed=args.seed,
+        teachers=args.teachers,
         threads=args.threads,
         resume=args.resume,
         teacher_epochs=args.teacher_epochs,

@@ -49,3 +49,24 @@ class MultiTaskModel(nn.Module):
         pooled = mean_pool(out.last_hidden_state, attention_mask)
         logits = {task: head(pooled) for task, head in self.heads.items()}
         return Outputs(pooled, logits, out.hidden_states if hidden_states else None)
+
+
+class TeacherEnsemble(nn.Module):
+    """Several fine-tuned teachers as one distillation target: the mean of their logits (soft
+    labels), hidden states and pooled vector of the first (the one the student was pruned from)."""
+
+    def __init__(self, members: list[MultiTaskModel]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.heads = members[0].heads
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden_states: bool = False
+    ) -> Outputs:
+        first = self.members[0](input_ids, attention_mask, hidden_states=hidden_states)
+        others = [member(input_ids, attention_mask) for member in self.members[1:]]
+        logits = {
+            task: torch.stack([first.logits[task], *(o.logits[task] for o in others)]).mean(0)
+            for task in first.logits
+        }
+        return Outputs(first.pooled, logits, first.hidden_states)

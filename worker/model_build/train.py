@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from worker.model_build.metrics import classification_report
-from worker.model_build.model import MultiTaskModel
+from worker.model_build.model import MultiTaskModel, TeacherEnsemble
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Distillation:
-    teacher: MultiTaskModel
+    teacher: MultiTaskModel | TeacherEnsemble
     layer_map: list[int]  # student layer j learns teacher hidden state layer_map[j] (1-based outputs)
     id_map: torch.Tensor | None = None  # teacher token id -> student token id (vocabulary pruning)
 
@@ -221,7 +221,7 @@ def _step_loss(
 
 @torch.no_grad()
 def predict(
-    model: MultiTaskModel, ids: list[list[int]], batch_size: int = 128
+    model: MultiTaskModel | TeacherEnsemble, ids: list[list[int]], batch_size: int = 128
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Logits of every head and pooled vectors, in input order."""
     model.eval()
@@ -240,7 +240,7 @@ def predict(
     return merged, np.concatenate(pooled)[inverse]
 
 
-def evaluate(model: MultiTaskModel, dev: dict[str, TaskData]) -> dict[str, dict]:  # type: ignore[type-arg]
+def evaluate(model: MultiTaskModel | TeacherEnsemble, dev: dict[str, TaskData]) -> dict[str, dict]:  # type: ignore[type-arg]
     """Dev-split report per task, plus mean cosine of the embedding to its target (geometry kept)."""
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     for task, data in dev.items():
