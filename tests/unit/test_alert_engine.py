@@ -361,3 +361,23 @@ def test_min_span_lets_only_a_persisting_surge_fire() -> None:
     assert [a.key for a in firing] == [KEY] and start + 40 <= firing[0].window_end <= start + 70
     with pytest.raises(ValueError, match="alert_surge_min_span_s"):
         AlertConfig(surge_min_span_s=300.0)
+
+
+def test_alert_config_defaults_and_every_engine_setting_come_from_settings() -> None:
+    from worker.alerts.engine import SETTING_OF_FIELD
+    from worker.config import Settings, load_settings
+
+    assert AlertConfig.from_settings(Settings()) == AlertConfig()
+    # Every alert_* setting is either an engine parameter or read by the alert stage itself.
+    stage_only = {
+        "alert_group_id",
+        "alert_rebuild_horizon_s",
+        "alert_partition_idle_s",
+        "alert_reorder_max_records",
+        "alert_reorder_max_wait_s",
+    }
+    alert_settings = {name for name in Settings.model_fields if name.startswith("alert_")}
+    assert alert_settings - stage_only == set(SETTING_OF_FIELD.values())
+    # A non-default value reaches the engine (min_share_ratio and volume_tolerance once did not).
+    tuned = AlertConfig.from_settings(load_settings(alert_min_share_ratio=1.7, alert_volume_tolerance=3.5))
+    assert (tuned.min_share_ratio, tuned.volume_tolerance) == (1.7, 3.5)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -52,37 +52,76 @@ Status = Literal["firing", "resolved"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 
+# AlertConfig field -> the Settings field that owns its default and its operator-facing name.
+SETTING_OF_FIELD: dict[str, str] = {
+    "window_s": "alert_window_s",
+    "bucket_s": "alert_bucket_s",
+    "halflife_s": "alert_baseline_halflife_s",
+    "allowed_lateness_s": "alert_allowed_lateness_s",
+    "min_count": "alert_min_count",
+    "min_messages": "alert_min_messages",
+    "cooldown_s": "alert_cooldown_s",
+    "fire_score": "alert_fire_score",
+    "warning_score": "alert_warning_score",
+    "critical_score": "alert_critical_score",
+    "resolve_score": "alert_resolve_score",
+    "min_share_ratio": "alert_min_share_ratio",
+    "volume_tolerance": "alert_volume_tolerance",
+    "prior_share": "alert_prior_share",
+    "prior_messages": "alert_prior_messages",
+    "prior_rate_per_hour": "alert_prior_rate_per_hour",
+    "prior_exposure_s": "alert_prior_exposure_s",
+    "surge_llr": "alert_surge_llr",
+    "surge_llr_ref_rate_per_hour": "alert_surge_llr_ref_rate_per_hour",
+    "surge_rate_per_min": "alert_surge_rate_per_min",
+    "surge_share_factor": "alert_surge_share_factor",
+    "surge_min_span_s": "alert_surge_min_span_s",
+    "classifier_prior": "alert_classifier_prior",
+    "top_messages": "alert_top_messages",
+    "dedupe_window_s": "alert_dedupe_window_s",
+    "dedupe_max_stories": "alert_dedupe_max_stories",
+}
+
+
+def _setting_default(field_name: str, kind: type[float] | type[int] = float) -> Any:
+    """Defaults live in ``worker.config.Settings`` only (one owner); the engine reads them here."""
+    from worker.config import Settings
+
+    return kind(Settings.model_fields[SETTING_OF_FIELD[field_name]].default)
+
+
 @dataclass(frozen=True)
 class AlertConfig:
-    """Engine parameters; ``from_settings`` maps the ``alert_*`` Settings fields onto it."""
+    """Engine parameters; defaults and validation ranges come from the ``alert_*`` Settings fields
+    (``SETTING_OF_FIELD``), ``from_settings`` maps a loaded Settings object onto it."""
 
-    window_s: float = 300.0
-    bucket_s: float = 30.0
-    halflife_s: float = 6 * 3600.0
-    allowed_lateness_s: float = 120.0
-    min_count: float = 1.5
-    min_messages: int = 4
-    cooldown_s: float = 900.0
-    fire_score: float = 5.0
-    warning_score: float = 6.0
-    critical_score: float = 8.0
-    resolve_score: float = 2.0
-    min_share_ratio: float = 1.1
-    volume_tolerance: float = 2.0
-    prior_share: float = 0.3
-    prior_messages: float = 20.0
-    prior_rate_per_hour: float = 30.0
-    prior_exposure_s: float = 1800.0
-    surge_llr: float = 5.0
-    surge_llr_ref_rate_per_hour: float = 30.0
-    surge_rate_per_min: float = 5.0
-    surge_share_factor: float = 3.0
-    surge_min_span_s: float = 0.0
-    classifier_prior: float = 0.3
-    top_messages: int = 3
-    dedupe_window_s: float = 1800.0
-    dedupe_max_stories: int = 20_000
-    evict_after_s: float = 4 * 6 * 3600.0
+    window_s: float = _setting_default("window_s")
+    bucket_s: float = _setting_default("bucket_s")
+    halflife_s: float = _setting_default("halflife_s")
+    allowed_lateness_s: float = _setting_default("allowed_lateness_s")
+    min_count: float = _setting_default("min_count")
+    min_messages: int = _setting_default("min_messages", int)
+    cooldown_s: float = _setting_default("cooldown_s")
+    fire_score: float = _setting_default("fire_score")
+    warning_score: float = _setting_default("warning_score")
+    critical_score: float = _setting_default("critical_score")
+    resolve_score: float = _setting_default("resolve_score")
+    min_share_ratio: float = _setting_default("min_share_ratio")
+    volume_tolerance: float = _setting_default("volume_tolerance")
+    prior_share: float = _setting_default("prior_share")
+    prior_messages: float = _setting_default("prior_messages")
+    prior_rate_per_hour: float = _setting_default("prior_rate_per_hour")
+    prior_exposure_s: float = _setting_default("prior_exposure_s")
+    surge_llr: float = _setting_default("surge_llr")
+    surge_llr_ref_rate_per_hour: float = _setting_default("surge_llr_ref_rate_per_hour")
+    surge_rate_per_min: float = _setting_default("surge_rate_per_min")
+    surge_share_factor: float = _setting_default("surge_share_factor")
+    surge_min_span_s: float = _setting_default("surge_min_span_s")
+    classifier_prior: float = _setting_default("classifier_prior")
+    top_messages: int = _setting_default("top_messages", int)
+    dedupe_window_s: float = _setting_default("dedupe_window_s")
+    dedupe_max_stories: int = _setting_default("dedupe_max_stories", int)
+    evict_after_s: float = 4 * _setting_default("halflife_s")  # keys idle this long are forgotten
 
     def __post_init__(self) -> None:
         problems = []
@@ -121,34 +160,12 @@ class AlertConfig:
     def from_settings(cls, settings: Any) -> AlertConfig:
         from worker.config import ConfigError
 
+        kinds = {f.name: int if f.type == "int" else float for f in fields(cls)}
+        values: dict[str, Any] = {
+            name: kinds[name](getattr(settings, key)) for name, key in SETTING_OF_FIELD.items()
+        }
         try:
-            return cls(
-                window_s=float(settings.alert_window_s),
-                bucket_s=float(settings.alert_bucket_s),
-                halflife_s=float(settings.alert_baseline_halflife_s),
-                allowed_lateness_s=float(settings.alert_allowed_lateness_s),
-                min_count=float(settings.alert_min_count),
-                min_messages=settings.alert_min_messages,
-                cooldown_s=float(settings.alert_cooldown_s),
-                fire_score=settings.alert_fire_score,
-                warning_score=settings.alert_warning_score,
-                critical_score=settings.alert_critical_score,
-                resolve_score=settings.alert_resolve_score,
-                prior_share=settings.alert_prior_share,
-                prior_messages=settings.alert_prior_messages,
-                prior_rate_per_hour=settings.alert_prior_rate_per_hour,
-                prior_exposure_s=float(settings.alert_prior_exposure_s),
-                surge_llr=settings.alert_surge_llr,
-                surge_llr_ref_rate_per_hour=settings.alert_surge_llr_ref_rate_per_hour,
-                surge_rate_per_min=settings.alert_surge_rate_per_min,
-                surge_share_factor=settings.alert_surge_share_factor,
-                surge_min_span_s=float(settings.alert_surge_min_span_s),
-                classifier_prior=settings.alert_classifier_prior,
-                top_messages=settings.alert_top_messages,
-                dedupe_window_s=float(settings.alert_dedupe_window_s),
-                dedupe_max_stories=settings.alert_dedupe_max_stories,
-                evict_after_s=4.0 * float(settings.alert_baseline_halflife_s),
-            )
+            return cls(**values, evict_after_s=4.0 * values["halflife_s"])
         except ValueError as exc:
             raise ConfigError(f"invalid alert settings: {exc}") from None
 
