@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from tests.integration.threads import run_in_thread
 from worker.alerts.engine import format_time
 from worker.alerts.signals import parse_time
 from worker.alerts.stage import AlertStage, read_alerts
@@ -89,25 +89,8 @@ def produce(settings: Settings, signals: list[dict[str, Any]]) -> float:
 
 @contextmanager
 def running(settings: Settings) -> Iterator[AlertStage]:
-    stage = AlertStage(settings)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            stage.run(stop)
-        except BaseException as exc:  # surfaced in the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="alert-stage", daemon=True)
-    thread.start()
-    try:
+    with run_in_thread(AlertStage(settings), name="alert-stage") as stage:
         yield stage
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "alert stage did not stop"
-        assert not errors, errors
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ import orjson
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from tests.integration.threads import run_in_thread
 from worker.alerts.engine import AlertEngine, SignalEvent, format_time
 from worker.alerts.reorder import ReorderBuffer
 from worker.alerts.stage import AlertStage, read_alerts
@@ -221,19 +221,7 @@ def test_a_burst_over_three_partitions_with_one_hours_ahead_fires_once_without_l
     parts = partitioned_stream(burst_start, now)
     total = sum(len(part) for part in parts)
 
-    stage = RecordingStage(settings)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            stage.run(stop)
-        except BaseException as exc:  # surfaced in the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="alert-stage", daemon=True)
-    thread.start()
-    try:
+    with run_in_thread(RecordingStage(settings), name="alert-stage") as stage:
         wait_for("the stage to go live", stage.ready.is_set, timeout_s=60)
         produce_ahead(settings, parts)
         wait_for(
@@ -242,10 +230,6 @@ def test_a_burst_over_three_partitions_with_one_hours_ahead_fires_once_without_l
         wait_for("firing and resolved", lambda: len(read_alerts(settings, idle_s=0.3, timeout_s=10)) >= 2, 60)
         ends = [len(part) for part in parts]
         wait_for("every offset committed", lambda: committed_offsets(settings) == dict(enumerate(ends)), 30)
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive() and not errors, errors
 
     alerts = read_alerts(settings, idle_s=0.3, timeout_s=10)
     assert [(a["status"], a["key"]) for a in alerts] == [("firing", KEY), ("resolved", KEY)]
@@ -277,19 +261,7 @@ def test_input_partitions_mixed_within_signals_partitions_keep_their_own_waterma
     sources = partitioned_stream(burst_start, now)  # here: one list per INPUT partition
     total = sum(len(source) for source in sources)
 
-    stage = RecordingStage(settings)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            stage.run(stop)
-        except BaseException as exc:  # surfaced in the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="alert-stage", daemon=True)
-    thread.start()
-    try:
+    with run_in_thread(RecordingStage(settings), name="alert-stage") as stage:
         wait_for("the stage to go live", stage.ready.is_set, timeout_s=60)
         ends = produce_mixed(settings, sources)
         wait_for(
@@ -297,10 +269,6 @@ def test_input_partitions_mixed_within_signals_partitions_keep_their_own_waterma
         )
         wait_for("firing and resolved", lambda: len(read_alerts(settings, idle_s=0.3, timeout_s=10)) >= 2, 60)
         wait_for("every offset committed", lambda: committed_offsets(settings) == dict(enumerate(ends)), 30)
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive() and not errors, errors
 
     alerts = read_alerts(settings, idle_s=0.3, timeout_s=10)
     assert [(a["status"], a["key"]) for a in alerts] == [("firing", KEY), ("resolved", KEY)]
