@@ -2,11 +2,10 @@
 
 Each turn: assemble a micro-batch (up to ``max_batch_size`` records, waiting at most
 ``max_batch_delay_ms`` once the first record is in), decode it (bad records -> DLQ with the original
-bytes and a reason), classify the valid ones in one model call, and produce every output; the confirm
-thread waits for the broker to confirm every send, and only then does this loop commit the batch's
-offsets, oldest batch first. A failed send or confirmation rewinds every uncommitted batch and retries,
-so nothing is committed ahead of its outputs (at-least-once; a retried batch may duplicate signals,
-never lose them).
+bytes and a reason), classify the valid ones in one model call, produce every output, flush, check that
+the broker confirmed every send, and only then commit the batch's offsets. A failed send or commit
+rewinds the batch's partitions and retries it, so nothing is committed ahead of its outputs
+(at-least-once; a retried batch may duplicate signals, never lose them).
 
 The KB is swapped by the watcher thread between batches (``Classifier.set_kb``); the rebalance listener
 only records what happened (it runs on kafka-python's IO thread and must not block on a commit).
@@ -17,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +49,6 @@ _NOTHING_IN_FLIGHT: Future[Any] = Future()  # a pending batch of DLQ records onl
 _NOTHING_IN_FLIGHT.set_result(None)
 _LAG_EVERY_S = 5.0
 _MAX_RETRY_BACKOFF_S = 5.0
-_MAX_UNCONFIRMED = 2  # sent batches awaiting acks before the loop waits (bounds what a failure re-sends)
 _BROKER_CHECK_S = 0.5  # how often the loop looks at the consumer's connection count
 _BROKER_GRACE_S = 1.0  # a reconnect in progress is not an outage
 
@@ -86,15 +84,6 @@ class _InFlight:
     failures: list[tuple[_Polled, DecodeFailure]]
     valid: list[tuple[_Polled, NewsEvent]]
     classified: Future[_Timed] | None
-
-
-@dataclass(slots=True)
-class _Sent:
-    """A batch whose outputs are with the producer; committed once ``confirmed`` resolves."""
-
-    flight: _InFlight
-    confirmed: Future[Any]
-    end_to_end: list[float]
 
 
 @dataclass
@@ -175,15 +164,11 @@ class Worker:
             self.settings.group_id,
         )
         backoff = 0.2
-        # Three overlapping steps: while batch N+1 is in the encoder (classify thread; ONNX Runtime
-        # releases the GIL), this thread sends batch N's outputs, and the confirm thread waits for the
-        # broker's acks of the batches before it. Kafka's consumer is used from this thread only, and a
-        # batch is committed here, in order, only once its outputs are confirmed (at-least-once); the loop
-        # keeps fetching meanwhile instead of idling through acks=all round trips.
+        # Two-stage pipeline: while batch N is produced, flushed and committed here, batch N+1 is already
+        # in the encoder on the classify thread (ONNX Runtime releases the GIL). Kafka clients are used
+        # from this thread only, so commit order stays in one place.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
-        confirmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="confirm")
         pending: _InFlight | None = None
-        unconfirmed: deque[_Sent] = deque()
         try:
             while not stop.is_set():
                 self.health.beat("classify")
@@ -194,70 +179,56 @@ class Worker:
                 batch = self._next_batch(consumer, stop, in_flight)
                 self._report_lag(consumer)
                 flight = self._prepare(batch, classifier, executor) if batch else None
+                if pending is None:
+                    pending = flight
+                    continue
+                current = pending
                 try:
-                    if self._commit_confirmed(unconfirmed, consumer, _MAX_UNCONFIRMED):
-                        backoff = 0.2
-                        self._broker_ok = True
-                    if pending is None:
-                        pending = flight
-                        continue
                     if producer is None:
                         producer = self._producer()  # raises KafkaError while no broker answers: retried
-                    sends, end_to_end = self._send(pending, producer, classifier)
-                    confirmed = confirmer.submit(self._await_confirmation, producer, sends)
-                    unconfirmed.append(_Sent(pending, confirmed, end_to_end))
+                    self._finish(current, consumer, producer, classifier)
                     pending = flight
+                    backoff = 0.2
+                    self._broker_ok = True
                 except (BatchNotConfirmed, KafkaError) as exc:
                     self._broker_ok = False
                     self.counts.retries += 1
                     metrics.PRODUCE_FAILURES.inc()
-                    # Every batch read past the failed one is uncommitted too: rewind over all of them.
-                    retry = [item for sent in unconfirmed for item in sent.flight.batch]
-                    retry += (pending.batch if pending else []) + (flight.batch if flight else [])
                     log.warning(
-                        "outputs not confirmed (%s); rewinding %d records, retry in %.1f s",
+                        "batch of %d not confirmed (%s); rewinding, retry in %.1f s",
+                        len(current.batch),
                         exc,
-                        len(retry),
                         backoff,
                     )
-                    _rewind(consumer, retry)
-                    unconfirmed.clear()
+                    # The batch behind it was read past the failed one: rewind over both.
+                    _rewind(consumer, current.batch + (flight.batch if flight else []))
                     pending = None
                     # A kafka-python producer that hit a fatal error (e.g. its idempotent producer id is
                     # unknown to a restarted broker: OutOfOrderSequence, then a failed epoch bump) refuses
                     # every later send; a fresh one gets a new producer id. Outputs it had not confirmed
-                    # are re-sent with the retried batches. A fresh confirm thread too: waits queued for
-                    # the old producer must not delay the new one's.
+                    # are re-sent with the retried batch.
                     discard_producer(producer)
                     producer = None
-                    confirmer.shutdown(wait=False, cancel_futures=True)
-                    confirmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="confirm")
                     stop.wait(backoff)
                     backoff = min(backoff * 2, _MAX_RETRY_BACKOFF_S)
-            self._drain(unconfirmed, pending, consumer, producer, classifier)
+            if pending is not None and producer is not None:
+                self._drain(pending, consumer, producer, classifier)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
-            confirmer.shutdown(wait=False, cancel_futures=True)
             self.ready.clear()
             metrics.READY.set(0)
             self._close(consumer, producer)
 
     def _drain(
-        self,
-        unconfirmed: deque[_Sent],
-        pending: _InFlight | None,
-        consumer: KafkaConsumer,
-        producer: KafkaProducer | None,
-        classifier: Classifier,
+        self, pending: _InFlight, consumer: KafkaConsumer, producer: KafkaProducer, classifier: Classifier
     ) -> None:
-        """On stop: commit what was sent once confirmed, finish the batch in hand; what fails stays
-        uncommitted and is re-read on restart."""
+        """On stop: finish the batch in hand; if that fails it stays uncommitted and is re-read later."""
         try:
-            self._commit_confirmed(unconfirmed, consumer, 0)
-            if pending is not None and producer is not None:
-                self._finish(pending, consumer, producer, classifier)
+            self._finish(pending, consumer, producer, classifier)
         except (BatchNotConfirmed, KafkaError) as exc:
-            log.warning("last batches not confirmed at shutdown (%s); re-read on restart", exc)
+            log.warning(
+                "last batch of %d not confirmed at shutdown (%s); re-read on restart", len(pending.batch), exc
+            )
 
     def _close(self, consumer: KafkaConsumer, producer: KafkaProducer | None) -> None:
         timeout = self.settings.shutdown_timeout_s
@@ -376,49 +347,7 @@ class Worker:
     def _finish(
         self, flight: _InFlight, consumer: KafkaConsumer, producer: KafkaProducer, classifier: Classifier
     ) -> None:
-        """One batch's outputs sent, confirmed by the broker, then its offsets committed (blocking)."""
-        sends, end_to_end = self._send(flight, producer, classifier)
-        self._await_confirmation(producer, sends)
-        self._settle(_Sent(flight, _NOTHING_IN_FLIGHT, end_to_end), consumer)
-
-    def _commit_confirmed(self, unconfirmed: deque[_Sent], consumer: KafkaConsumer, keep: int) -> bool:
-        """Commit, oldest first, the sent batches whose outputs are confirmed; wait for the oldest while
-        more than ``keep`` are outstanding (0: wait for all). Raises if a batch was not confirmed."""
-        settled = False
-        while unconfirmed and (unconfirmed[0].confirmed.done() or len(unconfirmed) > keep):
-            unconfirmed[0].confirmed.result()  # raises BatchNotConfirmed / KafkaError
-            self._settle(unconfirmed.popleft(), consumer)
-            settled = True
-        return settled
-
-    def _await_confirmation(self, producer: KafkaProducer, sends: list[Any]) -> None:
-        """Runs on the confirm thread (kafka-python's producer is thread-safe): wait for the acks."""
-        producer.flush(timeout=self.settings.shutdown_timeout_s * 3)
-        failed = [f for f in sends if not f.is_done or f.failed()]
-        if failed:
-            first = failed[0].exception if failed[0].is_done else "not sent before the flush timeout"
-            raise BatchNotConfirmed(f"{len(failed)} of {len(sends)} outputs not confirmed: {first}")
-
-    def _settle(self, sent: _Sent, consumer: KafkaConsumer) -> None:
-        """A confirmed batch: commit its offsets and count it."""
-        flight = sent.flight
-        self._commit(consumer, flight.batch)
-        self.counts.consumed += len(flight.batch)
-        self.counts.signals += len(flight.valid)
-        self.counts.dlq += len(flight.failures)
-        self.counts.batches += 1
-        metrics.MESSAGES_CONSUMED.inc(len(flight.batch))
-        metrics.SIGNALS_PRODUCED.inc(len(flight.valid))
-        for _, failure in flight.failures:
-            metrics.DLQ.labels(reason=failure.reason).inc()
-        for seconds in sent.end_to_end:
-            metrics.END_TO_END_SECONDS.observe(seconds)
-
-    def _send(
-        self, flight: _InFlight, producer: KafkaProducer, classifier: Classifier
-    ) -> tuple[list[Any], list[float]]:
-        """Hand the batch's DLQ records and signals to the producer (no wait); returns the send futures
-        and each signal's produce-to-classified seconds."""
+        """Produce the batch's DLQ records and signals, confirm every send, then commit its offsets."""
         s = self.settings
         sends: list[Any] = []
         for item, failure in flight.failures:
@@ -486,7 +415,23 @@ class Worker:
             metrics.BATCH_SIZE.observe(len(flight.valid))
             metrics.INFERENCE_SECONDS.observe(classified.seconds)
 
-        return sends, end_to_end
+        producer.flush(timeout=s.shutdown_timeout_s * 3)
+        failed = [f for f in sends if not f.is_done or f.failed()]
+        if failed:
+            first = failed[0].exception if failed[0].is_done else "not sent before the flush timeout"
+            raise BatchNotConfirmed(f"{len(failed)} of {len(sends)} outputs not confirmed: {first}")
+
+        self._commit(consumer, flight.batch)
+        self.counts.consumed += len(flight.batch)
+        self.counts.signals += len(flight.valid)
+        self.counts.dlq += len(flight.failures)
+        self.counts.batches += 1
+        metrics.MESSAGES_CONSUMED.inc(len(flight.batch))
+        metrics.SIGNALS_PRODUCED.inc(len(flight.valid))
+        for _, failure in flight.failures:
+            metrics.DLQ.labels(reason=failure.reason).inc()
+        for seconds in end_to_end:
+            metrics.END_TO_END_SECONDS.observe(seconds)
 
     def _commit(self, consumer: KafkaConsumer, batch: list[_Polled]) -> None:
         """Commit next-offsets of the batch's partitions that this member still owns."""

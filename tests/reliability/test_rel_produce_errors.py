@@ -195,38 +195,7 @@ def test_process_raises_and_does_not_commit_when_an_output_fails() -> None:
     assert worker.counts.consumed == 0
 
 
-class GatedProducer(FakeProducer):
-    """Acks (``flush``) wait until ``gate`` opens, as when the broker is slow to confirm."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__(lambda n: None)
-        self.gate = gate
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.gate.wait(5)
-
-
-def test_the_loop_keeps_fetching_while_acks_are_outstanding_and_commits_in_order() -> None:
-    gate = threading.Event()
-    consumer = FakeConsumer(BAD * 3)
-    real_poll = consumer.poll
-
-    def poll(timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
-        out = real_poll(timeout_ms, max_records)
-        if any(r.offset == 18 for records in out.values() for r in records):
-            gate.set()  # the broker confirms only once the third batch was fetched
-        return out
-
-    consumer.poll = poll  # type: ignore[method-assign]
-    worker = _run(consumer, GatedProducer(gate), until_commits=3)
-    assert consumer.commits == [{TP: 13}, {TP: 16}, {TP: 19}]
-    # The third batch was fetched while the first still waited for its acks, and nothing was committed
-    # before its outputs were confirmed.
-    assert consumer.events.index("poll 16-18") < consumer.events.index("commit 13")
-    assert worker.counts.dlq == 9 and worker.counts.retries == 0
-
-
-def test_a_failed_confirmation_rewinds_every_uncommitted_batch() -> None:
+def test_a_failed_send_in_a_later_batch_rewinds_it_and_the_batch_read_past_it() -> None:
     # The second output of the second batch fails: batch 1 is committed, batches 2 and 3 are re-read.
     consumer = FakeConsumer(BAD * 3)
     producer = FakeProducer(lambda n: NotLeaderForPartitionError("leader moved") if n == 4 else None)
