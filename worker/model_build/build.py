@@ -141,21 +141,18 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
 
     # --- 1. teachers: multi-task fine-tunes, embedding kept near the original's geometry -------
     base = options.base_encoder if options.base_encoder is not None else load_base_encoder(attention="sdpa")
-    first = MultiTaskModel(copy.deepcopy(base), {t: len(labels[t]) for t in TASKS})
-    targets = _original_embeddings(first, ids, work)
+    label_counts = {t: len(labels[t]) for t in TASKS}
+    fresh = [MultiTaskModel(copy.deepcopy(base), label_counts) for _ in range(max(1, options.teachers))]
+    targets = _original_embeddings(fresh[0], ids, work)
     train_tasks = {t: TaskData(ids[t][0], splits[t][0].labels, labels[t], targets[t][0]) for t in TASKS}
     dev_tasks = {t: TaskData(ids[t][1], splits[t][1].labels, labels[t], targets[t][1]) for t in TASKS}
-    dense_params = _params(first.encoder)
-    members: list[tuple[MultiTaskModel, Path]] = []
-    for index in range(max(1, options.teachers)):
-        fresh = (
-            first if index == 0 else MultiTaskModel(copy.deepcopy(base), {t: len(labels[t]) for t in TASKS})
+    dense_params = _params(fresh[0].encoder)
+    members = [
+        _fine_tune_teacher(
+            model, index, train_tasks, dev_tasks, labels, teacher_cfg, options, console, tokenizer_path
         )
-        members.append(
-            _fine_tune_teacher(
-                fresh, index, train_tasks, dev_tasks, labels, teacher_cfg, options, console, tokenizer_path
-            )
-        )
+        for index, model in enumerate(fresh)
+    ]
     # Teacher 0 is "the dense fine-tuned teacher": its INT8 export is the accuracy and speed
     # baseline, the student is pruned from it and learns its hidden states. With several teachers
     # the student's soft labels are the mean of their logits (an ensemble is the better target).
