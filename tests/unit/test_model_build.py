@@ -19,8 +19,14 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from worker.model_build.artifact import verify_artifact  # noqa: E402
 from worker.model_build.build import BuildOptions, PruneTarget, run_build  # noqa: E402
 from worker.model_build.checkpoint import load_checkpoint  # noqa: E402
-from worker.model_build.data import load_labelled, stratified_split  # noqa: E402
+from worker.model_build.data import (  # noqa: E402
+    load_labelled,
+    split_calibration,
+    split_dataset,
+    stratified_split,
+)
 from worker.model_build.evaluate import OnnxClassifier, score  # noqa: E402
+from worker.model_build.fusion_fit import fit, load_context  # noqa: E402
 from worker.model_build.prune import gate_importance, prune_ffn, prune_heads, prune_vocab  # noqa: E402
 from worker.model_build.tokenizer_files import encode_batch, runtime_tokenizer  # noqa: E402
 from worker.model_build.train import TrainConfig  # noqa: E402
@@ -89,7 +95,8 @@ def _tiny_bert(vocab_size: int):  # type: ignore[no-untyped-def]
     return transformers.BertModel(config, add_pooling_layer=False)
 
 
-def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
+def test_build_end_to_end_on_tiny_bert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("worker.model_build.fusion_fit.CACHE_DIR", tmp_path / "fusion-cache")
     tokenizer = _write_tokenizer(tmp_path / "tokenizer.json")
     sentiment, topic = _write_data(tmp_path)
     vocab_size = Tokenizer.from_file(str(tokenizer)).get_vocab_size()
@@ -105,6 +112,7 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
         student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
         prune=PruneTarget(layers=1, heads=2, ffn=16, importance_batches=2, layer_batches=2),
         speed_rounds=1,
+        calibration_fraction=0.2,
         base_encoder=_tiny_bert(vocab_size),
         base_tokenizer=tokenizer,
         argv=["model", "build", "--sentiment-data", str(sentiment)],
@@ -127,6 +135,9 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
     for stage in ("teacher_dev", "student_torch_dev", "int8_onnx_dev", "teacher_int8_onnx_dev"):
         assert set(metrics[stage]) == {"sentiment", "topic"}
         assert metrics[stage]["topic"]["n"] == 12  # round(15% of 30) = 4 per class
+    # 30 rows a class: 4 to dev, then 5 of the remaining 26 held out for the fusion gate fit.
+    assert metrics["calibration_split"]["fraction_of_train"] == 0.2
+    assert metrics["train_rows"] == {"sentiment": 63, "topic": 63}
     assert len(metrics["teacher_members_dev"]) == 2
     assert set(metrics["teacher_ensemble_dev"]) == {"sentiment", "topic"}
     assert (tmp_path / "work" / "teacher-1-refined" / "model.pt").is_file()
@@ -145,6 +156,16 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path) -> None:
     assert np.abs(onnx_logits - out.logits["topic"].numpy()).max() < 0.1
     report = score(classifier, load_labelled(topic, "topic"), "topic")
     assert report["n"] == 90 and 0.0 <= report["accuracy"] <= 1.0
+
+    # The fusion fit finds the held-out rows through the manifest and fits the gate on them.
+    ctx = load_context(tmp_path / "artifact", sentiment, topic, None, None, seed=0)
+    assert ctx.fit_split == "calibration"
+    for task in ("sentiment", "topic"):  # the same partition as the build's: 63 + 15 + 12 rows
+        sizes = [len(getattr(ctx, split)[task].labels) for split in ("train", "calibration", "dev")]
+        assert sizes == [63, 15, 12]
+    params, info = fit(ctx, seed=0)
+    assert np.isfinite(list(info["train_loss_by_temperature"].values())).all()
+    assert str(params.temperature) in info["train_loss_by_temperature"]
 
 
 def _hidden(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -217,6 +238,21 @@ def test_dev_split_is_fixed_and_stratified() -> None:
     assert np.array_equal(dev_a, dev_b) and np.array_equal(train_a, train_b)
     assert not set(train_a) & set(dev_a) and len(train_a) + len(dev_a) == len(labels)
     assert np.bincount(labels[dev_a]).tolist() == [15, 6, 3]
+
+
+def test_calibration_split_is_fixed_disjoint_and_stratified(tmp_path: Path) -> None:
+    sentiment, _ = _write_data(tmp_path)
+    train, dev = split_dataset(load_labelled(sentiment, "sentiment"))
+    fit_a, calibration_a = split_calibration(train, 0.2)
+    fit_b, calibration_b = split_calibration(train, 0.2)
+    assert calibration_a.texts == calibration_b.texts and fit_a.texts == fit_b.texts
+    assert len(fit_a) + len(calibration_a) == len(train)
+    assert np.bincount(calibration_a.labels).tolist() == [5, 5, 5]
+    assert sorted(fit_a.texts + calibration_a.texts) == sorted(train.texts)  # a partition of train
+    everything, none = split_calibration(train, 0.0)
+    assert len(everything) == len(train) and len(none) == 0
+    with pytest.raises(ValueError, match="calibration fraction"):
+        split_calibration(train, 0.6)
 
 
 def test_epoch_batches_cover_every_row_and_oversample() -> None:

@@ -21,7 +21,7 @@ import torch
 from worker.model_build.artifact import TOKENIZER_NAME
 from worker.model_build.base_model import BASE_MODEL_NAME, base_tokenizer_path, load_base_encoder
 from worker.model_build.checkpoint import load_checkpoint, save_checkpoint
-from worker.model_build.data import LabelledTexts, load_labelled, split_dataset
+from worker.model_build.data import LabelledTexts, load_labelled, split_calibration, split_dataset
 from worker.model_build.model import MultiTaskModel, TeacherEnsemble
 from worker.model_build.prune import (
     apply_plan,
@@ -78,6 +78,7 @@ class BuildOptions:
     name: str = "finsignal-encoder"
     version: str = "1.0.0"
     limit: int | None = None  # rows per task (smoke runs and tests)
+    calibration_fraction: float = 0.0  # of each train split held out of training (fusion gate fit)
     speed_rounds: int = 5  # pruned vs dense teacher INT8 throughput rounds (0: skip)
     base_encoder: Any = None  # tests pass a tiny model; default: all-MiniLM-L6-v2
     base_tokenizer: Path | None = None
@@ -98,6 +99,7 @@ def _load_tasks(options: BuildOptions) -> dict[str, tuple[LabelledTexts, Labelle
     for task, path in (("sentiment", options.sentiment_data), ("topic", options.topic_data)):
         data = load_labelled(path, task)
         train_set, dev_set = split_dataset(data)
+        train_set, _calibration = split_calibration(train_set, options.calibration_fraction)
         if options.limit:  # a random (seeded) slice: the files are sorted by label
             rng = np.random.default_rng(options.seed)
             train_set = train_set.subset(np.sort(rng.permutation(len(train_set))[: options.limit]))
@@ -251,6 +253,12 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     # --- 4. export INT8 + FP16 and score the shipped INT8 file on the dev split --------------
     metrics: dict[str, Any] = {
         "dev_split": {"fraction": 0.15, "seed": "worker.model_build.data.DEV_SEED", "stratified": True},
+        "calibration_split": {
+            "fraction_of_train": options.calibration_fraction,
+            "seed": "worker.model_build.data.CALIBRATION_SEED",
+            "stratified": True,
+        },
+        "train_rows": {task: len(splits[task][0]) for task in TASKS},
         "teacher_dev": _figures(teacher_dev),
         **(
             {

@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=1,
         help="fine-tune this many teachers (seeds SEED, SEED+8, ...); the student distils their mean logits",
     )
+    build.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.0,
+        help="hold this share of each train split out of training, for `model fit-fusion` (e.g. 0.1)",
+    )
     build.add_argument("--resume", action="store_true", help="reuse a finished teacher in --work-dir")
     build.set_defaults(handler=_build)
 
@@ -114,6 +120,7 @@ def _build(args: argparse.Namespace) -> int:
         resume=args.resume,
         teacher_epochs=args.teacher_epochs,
         student_epochs=args.student_epochs,
+        calibration_fraction=args.calibration_fraction,
         argv=sys.argv[1:],
     )
     run_build(options)

@@ -16,6 +16,9 @@ import numpy as np
 SENTIMENT_LABELS = ["negative", "neutral", "positive"]
 DEV_FRACTION = 0.15
 DEV_SEED = 20240601  # fixed: the dev split must never move between runs
+# A second split, carved out of train: rows the encoder never trains on, so the KB fusion gate can be
+# fitted where the head is as (un)sure as on new text. Its fraction is a build option in the manifest.
+CALIBRATION_SEED = 20261129
 
 
 class DataError(ValueError):
@@ -104,6 +107,16 @@ def stratified_split(
 def split_dataset(data: LabelledTexts) -> tuple[LabelledTexts, LabelledTexts]:
     train, dev = stratified_split(data.labels)
     return data.subset(train), data.subset(dev)
+
+
+def split_calibration(train: LabelledTexts, fraction: float) -> tuple[LabelledTexts, LabelledTexts]:
+    """(fit, calibration) parts of a train split; ``fraction`` 0 keeps every row for fitting."""
+    if not 0.0 <= fraction < 0.5:
+        raise ValueError(f"calibration fraction must be in [0, 0.5), got {fraction}")
+    if fraction == 0.0:
+        return train, train.subset(np.zeros(0, dtype=np.int64))
+    fit, calibration = stratified_split(train.labels, fraction, CALIBRATION_SEED)
+    return train.subset(fit), train.subset(calibration)
 
 
 def _open(path: Path):  # type: ignore[no-untyped-def]

@@ -3,15 +3,17 @@
 Numpy + scipy only (no torch): the encoder is fixed, so its outputs for the train/dev texts are computed
 once and cached under ``.cache/fusion-fit/`` (keyed by model sha256 and the texts).
 
-Fitting (train split, a capped sample per task): for each attention temperature T on a small grid the two
-gates (bias + one weight per ``GATE_FEATURES``) are fitted by minimising the negative log-likelihood of the
-fused distribution, with a small L2 penalty; the T with the lowest train loss wins. The loss mixes three
-kinds of episode, so that the gate learns each job the KB has:
+Fitting (on the build's calibration split when the model has one: rows its encoder never trained on,
+so the head is as unsure there as on new text; else on a capped sample of the train split): for each
+attention temperature T on a small grid the two gates (bias + one weight per ``GATE_FEATURES``) are
+fitted by minimising the negative log-likelihood of the fused distribution, with a small L2 penalty;
+the T with the lowest fit loss wins. The loss mixes three kinds of episode, so that the gate learns
+each job the KB has:
 
 - *plain*: the default KB as shipped; the KB should help where it matches and stay out of the way elsewhere;
 - *new topic*: one topic is removed from the head (its logit column dropped) and from the KB, and 20 train
   exemplars of it are published as KB-only points; the gate has to let the KB name a label the head lacks;
-- *corrections*: some train messages are published as exemplars with a different label (an expert's
+- *corrections*: some fit-split messages are published as exemplars with a different label (an expert's
   correction); for those messages the expected answer is the corrected label.
 """
 
@@ -41,7 +43,13 @@ from worker.fusion import (
     softmax,
 )
 from worker.model_build.artifact import ArtifactError, load_manifest, write_manifest
-from worker.model_build.data import DataError, LabelledTexts, load_labelled, split_dataset
+from worker.model_build.data import (
+    DataError,
+    LabelledTexts,
+    load_labelled,
+    split_calibration,
+    split_dataset,
+)
 
 CACHE_DIR = Path(".cache/fusion-fit")
 TEMPERATURES = (0.02, 0.03, 0.05, 0.08)
@@ -85,6 +93,12 @@ class Context:
     kb_embedding: np.ndarray
     train: dict[str, Encoded] = field(default_factory=dict)
     dev: dict[str, Encoded] = field(default_factory=dict)
+    calibration: dict[str, Encoded] = field(default_factory=dict)
+
+    @property
+    def fit_split(self) -> str:
+        """Where the gate is fitted: held-out calibration rows when the build kept some, else train."""
+        return "calibration" if self.calibration else "train"
 
 
 # --- data and embeddings ------------------------------------------------------------------------------
@@ -151,13 +165,24 @@ def load_context(
         kb=kb,
         kb_embedding=_encode_cached(encoder, [e.text for e in kb], "kb")["embedding"],
     )
+    fraction = calibration_fraction(model_dir)
     for task, path in (("sentiment", sentiment_data), ("topic", topic_data)):
         names = ctx.sentiments if task == "sentiment" else ctx.head_topics
         train, dev = split_dataset(load_labelled(path, task, names))
-        for split, data in (("train", _sample(train, train_limit, seed)), ("dev", dev)):
+        train, calibration = split_calibration(train, fraction)
+        splits = [("train", _sample(train, train_limit, seed)), ("dev", dev)]
+        if len(calibration):
+            splits.append(("calibration", calibration))
+        for split, data in splits:
             out = _encode_cached(encoder, data.texts, f"{task}-{split}")
             getattr(ctx, split)[task] = Encoded(data.texts, data.labels, **out)
     return ctx
+
+
+def calibration_fraction(model_dir: Path) -> float:
+    """The share of train the model's build held out of training (0 for older builds)."""
+    split = load_manifest(model_dir).get("metrics", {}).get("calibration_split", {})
+    return float(split.get("fraction_of_train", 0.0))
 
 
 # --- episodes ---------------------------------------------------------------------------------------
@@ -312,12 +337,14 @@ def fit_gate(parts: Sequence[Pieces], init: GateParams) -> tuple[GateParams, flo
 
 
 def training_episodes(ctx: Context, params: FusionParams, seed: int) -> list[Episode]:
+    """Episodes scored on the fit split; new-topic exemplars always come from train, as in eval."""
     rng = np.random.default_rng(seed)
-    episodes = plain_episodes(ctx, params, "train")
+    scored = getattr(ctx, ctx.fit_split)
+    episodes = plain_episodes(ctx, params, ctx.fit_split)
     for topic in range(len(ctx.head_topics)):
-        episodes.append(new_topic_episode(ctx, params, topic, ctx.train["topic"], rng)[0])
+        episodes.append(new_topic_episode(ctx, params, topic, scored["topic"], rng)[0])
     for task in TASKS:
-        data = ctx.train[task]
+        data = scored[task]
         rows = rng.choice(len(data.labels), min(300, len(data.labels)), replace=False)
         episodes.append(correction_episode(ctx, params, task, data, rows, rng)[0])
     return episodes
@@ -470,7 +497,8 @@ def run_fit_command(args: argparse.Namespace) -> int:
     meta = {
         "fitted_on": {"sentiment": args.sentiment_data.name, "topic": args.topic_data.name},
         "kb": (args.kb or DEFAULT_KB_PATH).name,
-        "train_rows": {t: len(ctx.train[t].labels) for t in TASKS},
+        "fit_split": ctx.fit_split,
+        "fit_rows": {t: len(getattr(ctx, ctx.fit_split)[t].labels) for t in TASKS},
         "dev": dev,
         **info,
     }
