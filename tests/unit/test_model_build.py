@@ -6,6 +6,7 @@ Nothing here trains the real model or needs /work/shared/data.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,9 @@ def _tiny_bert(vocab_size: int):  # type: ignore[no-untyped-def]
     return transformers.BertModel(config, add_pooling_layer=False)
 
 
-def test_build_end_to_end_on_tiny_bert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_end_to_end_on_tiny_bert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("worker.model_build.fusion_fit.CACHE_DIR", tmp_path / "fusion-cache")
     tokenizer = _write_tokenizer(tmp_path / "tokenizer.json")
     sentiment, topic = _write_data(tmp_path)
@@ -166,6 +169,16 @@ def test_build_end_to_end_on_tiny_bert(tmp_path: Path, monkeypatch: pytest.Monke
     params, info = fit(ctx, seed=0)
     assert np.isfinite(list(info["train_loss_by_temperature"].values())).all()
     assert str(params.temperature) in info["train_loss_by_temperature"]
+
+    # --resume reuses checkpoints only when trained on the same rows: another calibration share retrains.
+    capsys.readouterr()
+    rerun = replace(options, resume=True, speed_rounds=0)
+    run_build(rerun)
+    log = capsys.readouterr().err
+    assert "teacher: reusing" in log and "student: reusing" in log
+    manifest = run_build(replace(rerun, calibration_fraction=0.0))
+    assert "reusing" not in capsys.readouterr().err
+    assert manifest["metrics"]["train_rows"] == {"sentiment": 78, "topic": 78}
 
 
 def _hidden(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]

@@ -1,13 +1,15 @@
 """`finsignal model build`: fine-tune (teacher) -> prune -> distil (student) -> export -> check.
 
-Stages write to ``work_dir`` (checkpoints, cached targets) so a rerun with ``--resume`` reuses a
-finished teacher. The artifact folder gets only the shipped files and the manifest with every
-figure needed to judge the model (dev split, export checks, pruning plan, parameter counts).
+Stages write to ``work_dir`` (checkpoints, cached targets) so a rerun with ``--resume`` reuses each
+checkpoint made with the same settings and training rows. The artifact folder gets only the shipped
+files and the manifest with every figure needed to judge the model (dev split, export checks, pruning
+plan, parameter counts).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shlex
 import time
@@ -132,6 +134,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     student_cfg = replace(student_cfg, seed=options.seed + 1)
 
     splits = _load_tasks(options)
+    train_data = _train_data_key(splits)  # --resume reuses a checkpoint only if trained on these rows
     labels = {task: splits[task][0].label_names for task in TASKS}
     ids = {
         task: tuple(tokenize(tokenizer_path, s.texts, options.max_len) for s in splits[task])
@@ -151,7 +154,16 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     dense_params = _params(fresh[0].encoder)
     members = [
         _fine_tune_teacher(
-            model, index, train_tasks, dev_tasks, labels, teacher_cfg, options, console, tokenizer_path
+            model,
+            index,
+            train_tasks,
+            dev_tasks,
+            labels,
+            teacher_cfg,
+            options,
+            console,
+            tokenizer_path,
+            train_data,
         )
         for index, model in enumerate(fresh)
     ]
@@ -216,6 +228,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         "teacher": str(teacher_dir),
         "teachers": [str(path) for _, path in members],
         "train_config": asdict(student_cfg),
+        "train_data": train_data,
         "plan": plan.as_dict(),
     }
     if options.resume and _same_run(student_dir, student_key):
@@ -326,7 +339,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
 
 
 def _teacher_dirs(work: Path, index: int) -> tuple[Path, Path]:
-    """Teacher 0 keeps the historical folder names, so older work folders still resume."""
+    """Teacher 0 keeps the historical folder names."""
     if index == 0:
         return work / "teacher", work / "teacher-refined"
     return work / f"teacher-{index}", work / f"teacher-{index}-refined"
@@ -342,26 +355,30 @@ def _fine_tune_teacher(
     options: BuildOptions,
     console: Any,
     tokenizer_path: Path,
+    train_data: str,
 ) -> tuple[MultiTaskModel, Path]:
-    """Fine-tune (or, with --resume, reload) teacher ``index``; its seed is options.seed + 8 * index,
-    so teacher i of one build is teacher 0 of a build run with that seed."""
+    """Fine-tune (or, with --resume, reload one made with the same config and rows) teacher ``index``;
+    its seed is options.seed + 8 * index, so teacher i of one build is teacher 0 of a build run with
+    that seed."""
     seed = options.seed + TEACHER_SEED_STRIDE * index
     first_dir, refined_dir = _teacher_dirs(Path(options.work_dir), index)
     name = "teacher" if index == 0 else f"teacher {index}"
     teacher_dir = first_dir
-    if options.resume and (first_dir / "model.pt").is_file():
+    config = replace(teacher_cfg, seed=seed)
+    key = {"train_config": asdict(config), "train_data": train_data}
+    if options.resume and _same_run(first_dir, key):
         teacher, _meta = load_checkpoint(first_dir)
         console.print(f"{name}: reusing {first_dir}")
     else:
         t0 = time.monotonic()
-        config = replace(teacher_cfg, seed=seed)
         train(teacher, train_tasks, config, desc=f"{name} fine-tune")
         console.print(f"{name} trained in {time.monotonic() - t0:.0f} s")
-        save_checkpoint(teacher, first_dir, {"labels": labels, "train_config": asdict(config)})
+        save_checkpoint(teacher, first_dir, {"labels": labels, **key})
     if options.teacher_refine is not None and options.teacher_refine.epochs > 0:
         # Warm restart at a lower LR, sentiment (the smaller, harder set) seen twice per epoch.
         refine_cfg = replace(options.teacher_refine, seed=seed + 2)
-        if options.resume and (refined_dir / "model.pt").is_file():
+        refine_key = {**key, "train_config": asdict(refine_cfg), "phase1_config": key["train_config"]}
+        if options.resume and _same_run(refined_dir, refine_key):
             teacher, _meta = load_checkpoint(refined_dir)
             console.print(f"{name} refine: reusing {refined_dir}")
         else:
@@ -369,7 +386,7 @@ def _fine_tune_teacher(
             t0 = time.monotonic()
             train(teacher, train_tasks, refine_cfg, desc=f"{name} refine")
             console.print(f"{name} refined in {time.monotonic() - t0:.0f} s")
-            save_checkpoint(teacher, refined_dir, {"labels": labels, "train_config": asdict(refine_cfg)})
+            save_checkpoint(teacher, refined_dir, {"labels": labels, **refine_key})
         teacher_dir = refined_dir
     if not (teacher_dir / TOKENIZER_NAME).is_file():
         (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
@@ -419,8 +436,17 @@ def export_checkpoint(
     )
 
 
+def _train_data_key(splits: dict[str, tuple[LabelledTexts, LabelledTexts]]) -> str:
+    """Digest of every task's training texts and labels (changes with --calibration-fraction, --limit)."""
+    digest = hashlib.sha256()
+    for task in TASKS:
+        train_set = splits[task][0]
+        digest.update("\x00".join(train_set.texts).encode() + train_set.labels.tobytes())
+    return digest.hexdigest()[:24]
+
+
 def _same_run(checkpoint: Path, key: dict[str, Any]) -> bool:
-    """A saved checkpoint is reused only if made from the same teacher, config and plan."""
+    """Reuse a saved checkpoint only if its meta matches ``key`` (config, training rows, teacher, plan)."""
     meta_path = checkpoint / "meta.json"
     if not (checkpoint / "model.pt").is_file() or not meta_path.is_file():
         return False

@@ -44,7 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=0.0,
         help="hold this share of each train split out of training, for `model fit-fusion` (e.g. 0.1)",
     )
-    build.add_argument("--resume", action="store_true", help="reuse a finished teacher in --work-dir")
+    build.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse checkpoints in --work-dir made with the same settings and training rows",
+    )
     build.set_defaults(handler=_build)
 
     evaluate = commands.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of an artifact")
