@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from worker.config import ConfigError, Settings
 from worker.model_build.artifact import Artifact, verify_artifact
+from worker.model_build.session import CUDA_PROVIDER, open_session
 
 log = logging.getLogger(__name__)
 
-_CUDA = "CUDAExecutionProvider"
-_CPU = "CPUExecutionProvider"
+_CUDA = CUDA_PROVIDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +66,9 @@ class Encoder:
         pad_id = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if pad_id is None else pad_id
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        providers: list[Any] = [_CPU]
-        if target == "cuda":
-            if hasattr(ort, "preload_dlls"):
-                ort.preload_dlls()  # CUDA/cuDNN from the pip wheels, before the session needs them
-            providers = [_CUDA, _CPU]
-        self.session = ort.InferenceSession(
-            str(self.artifact.onnx_path(target)), options, providers=providers
-        )
+        if target == "cuda" and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA/cuDNN from the pip wheels, before the session needs them
+        self.session = open_session(self.artifact.onnx_path(target), target, intra_op_threads)
         used = self.session.get_providers()
         if target == "cuda" and _CUDA not in used:
             raise ConfigError(

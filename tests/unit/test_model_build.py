@@ -28,6 +28,7 @@ from worker.model_build.data import (  # noqa: E402
 )
 from worker.model_build.evaluate import OnnxClassifier, score  # noqa: E402
 from worker.model_build.fusion_fit import fit, load_context  # noqa: E402
+from worker.model_build.onnx_export import count_ops  # noqa: E402
 from worker.model_build.prune import gate_importance, prune_ffn, prune_heads, prune_vocab  # noqa: E402
 from worker.model_build.tokenizer_files import encode_batch, runtime_tokenizer  # noqa: E402
 from worker.model_build.train import TrainConfig  # noqa: E402
@@ -134,6 +135,10 @@ def test_build_end_to_end_on_tiny_bert(
         assert check["embedding_min_cosine"] > 0.98
         assert min(check["argmax_agreement"].values()) >= 0.75
     assert manifest["export_checks"]["fp32_fused"]["embedding_max_abs_diff"] < 1e-4
+    # The CPU file runs LayerNorm unfused (ORT's CPU SkipLayerNormalization is slow); CUDA keeps the fusion.
+    assert count_ops(artifact.onnx_path("cpu"), "SkipLayerNormalization") == 0
+    assert count_ops(artifact.onnx_path("cpu"), "LayerNormalization") == 2 * arch["num_layers"]
+    assert count_ops(artifact.onnx_path("cuda"), "SkipLayerNormalization") == 2 * arch["num_layers"]
     metrics = manifest["metrics"]
     for stage in ("teacher_dev", "student_torch_dev", "int8_onnx_dev", "teacher_int8_onnx_dev"):
         assert set(metrics[stage]) == {"sentiment", "topic"}

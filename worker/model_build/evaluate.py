@@ -16,6 +16,7 @@ import numpy as np
 from worker.model_build.artifact import ArtifactError, verify_artifact
 from worker.model_build.data import DataError, LabelledTexts, guess_task, load_labelled, split_dataset
 from worker.model_build.metrics import classification_report
+from worker.model_build.session import open_session
 from worker.model_build.tokenizer_files import encode_batch, runtime_tokenizer
 
 
@@ -23,23 +24,13 @@ class OnnxClassifier:
     """The artifact's ONNX model + tokenizer (checked against the manifest first)."""
 
     def __init__(self, model_dir: Path, target: str = "cpu", threads: int = 0) -> None:
-        import onnxruntime as ort
-
         probe = verify_artifact(model_dir, files=[])
         onnx_file = probe.onnx_path(target).name
         self.artifact = verify_artifact(model_dir, files=[onnx_file, "tokenizer.json"])
         self.tokenizer = runtime_tokenizer(self.artifact.tokenizer_path, self.artifact.max_tokens)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        providers = (
-            ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            if target == "cuda"
-            else ["CPUExecutionProvider"]
-        )
         path = self.artifact.onnx_path(target)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = open_session(path, target, threads)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ArtifactError(f"cannot load ONNX model {path}: {exc}") from exc
         self.outputs = [o.name for o in self.session.get_outputs()]

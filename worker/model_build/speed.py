@@ -16,22 +16,16 @@ from typing import Any
 import numpy as np
 
 from worker.model_build.artifact import verify_artifact
+from worker.model_build.session import open_session
 from worker.model_build.tokenizer_files import encode_batch, runtime_tokenizer
 
 
 class _Runner:
     def __init__(self, model_dir: Path, threads: int, target: str = "cpu") -> None:
-        import onnxruntime as ort
-
         artifact = verify_artifact(model_dir, files=[])
         self.artifact = verify_artifact(model_dir, files=[artifact.onnx_path(target).name, "tokenizer.json"])
         self.tokenizer = runtime_tokenizer(self.artifact.tokenizer_path, self.artifact.max_tokens)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(self.artifact.onnx_path(target)), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = open_session(self.artifact.onnx_path(target), target, threads)
 
     def run(self, batches: list[list[str]]) -> float:
         """Seconds to tokenize and encode every batch (tokenizing is part of the per-message cost)."""
