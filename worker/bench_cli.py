@@ -18,6 +18,7 @@ from worker.config import REPO_ROOT
 BENCH_SETTINGS = [
     "model_dir",
     "intra_op_threads",
+    "intra_op_spinning",
     "max_batch_size",
     "max_batch_tokens",
     "max_batch_delay_ms",

@@ -40,6 +40,7 @@ class Encoder:
         model_dir: Path,
         provider: str = "cpu",
         intra_op_threads: int = 0,
+        intra_op_spinning: bool = True,
         max_tokens: int = 128,
         max_batch_tokens: int = 8192,
     ) -> None:
@@ -68,7 +69,9 @@ class Encoder:
 
         if target == "cuda" and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA/cuDNN from the pip wheels, before the session needs them
-        self.session = open_session(self.artifact.onnx_path(target), target, intra_op_threads)
+        self.session = open_session(
+            self.artifact.onnx_path(target), target, intra_op_threads, spinning=intra_op_spinning
+        )
         used = self.session.get_providers()
         if target == "cuda" and _CUDA not in used:
             raise ConfigError(
@@ -96,6 +99,7 @@ class Encoder:
             settings.model_dir,
             provider=settings.provider,
             intra_op_threads=settings.intra_op_threads,
+            intra_op_spinning=settings.intra_op_spinning,
             max_tokens=settings.max_tokens,
             max_batch_tokens=settings.max_batch_tokens,
         )

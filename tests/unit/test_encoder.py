@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.config import DEFAULT_MODEL_DIR, ConfigError
+from worker.config import DEFAULT_MODEL_DIR, ConfigError, load_settings
 from worker.encoder import Encoder, _pick_target, _token_budget_chunks
 
 
@@ -54,3 +54,18 @@ def test_cuda_requested_without_cuda_names_the_setting() -> None:
         _pick_target("cuda", ["CPUExecutionProvider"])
     assert _pick_target("auto", ["CPUExecutionProvider"]) == "cpu"
     assert _pick_target("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == "cuda"
+
+
+def test_worker_encoder_runs_without_spinning_threads_unless_asked() -> None:
+    spin = "session.intra_op.allow_spinning"
+    worker = Encoder.from_settings(load_settings(intra_op_threads=1))
+    assert worker.session.get_session_options().get_session_config_entry(spin) == "0"
+    asked = Encoder.from_settings(load_settings(intra_op_threads=1, intra_op_spinning=True))
+    options = asked.session.get_session_options()
+    with pytest.raises(Exception, match="does not have configuration"):
+        options.get_session_config_entry(spin)  # unset: ORT's own default, spinning
+    assert options.intra_op_num_threads == 1
+    out = worker.encode(["Acme beats estimates", "Fed holds rates"])
+    np.testing.assert_allclose(
+        out.topic_logits, asked.encode(["Acme beats estimates", "Fed holds rates"]).topic_logits
+    )
