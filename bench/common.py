@@ -65,10 +65,10 @@ class Plan:
         return cls(
             texts=3000,
             timed_texts=1024,
-            dense_texts=256,
+            dense_texts=512,  # two full batches at the default max_batch_size (256)
             per_message_sample=48,
-            finbert_batched=96,
-            torch_batched=256,
+            finbert_batched=256,
+            torch_batched=512,
             rounds=3,
             sweep_texts=256,
             sweep_sizes=(1, 8, 32, 64, 128),

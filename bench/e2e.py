@@ -253,7 +253,7 @@ def e2e_rows(
     n: int,
     rounds: int,
     paced_n: int,
-    batch_seconds: float,
+    batch_seconds: float | None,
     mean_tokens: float,
     services: Stack | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
@@ -298,7 +298,7 @@ def e2e_rows(
             settings.max_batch_size,
             mean_tokens,
             f"p50/p99 latency {lat_paced.get('p50')}/{lat_paced.get('p99')} ms; one full batch "
-            f"{batch_seconds * 1000:.0f} ms (row 4)",
+            + (f"{batch_seconds * 1000:.0f} ms (row 4)" if batch_seconds else "not timed"),
             {
                 "latency_ms": lat_paced,
                 "seen_latency_ms": percentiles(paced.seen_latency_ms),
