@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# GPU check (issue 7): install, prove the CUDA provider really runs the encoder, then time the encoder
+# alone (row 4) and end to end with 1 and 2 worker processes (rows 5, 5x1, 5x2) on the GPU, and write
+# the figures. Meant for a fresh GPU machine: about 2 minutes of install, 2-3 of benches.
+#
+#   bench/gpu_check.sh [OUT_DIR]          figures in OUT_DIR (default bench/results/gpu): gpu.json,
+#                                         check.txt (providers, device), bench.log
+#   WHEELS=DIR bench/gpu_check.sh         install from a folder of wheels (no index), for an offline box
+#   FINSIGNAL_PROVIDER=cpu bench/gpu_check.sh   rehearse the whole script on a machine without a GPU
+#
+# It stops with a message naming what is missing when onnxruntime-gpu cannot be installed or its CUDA
+# provider does not start (a silent fall-back to the CPU would measure the wrong thing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mkdir -p "${1:-bench/results/gpu}" && cd "${1:-bench/results/gpu}" && pwd)
+provider=${FINSIGNAL_PROVIDER:-cuda}
+venv=${GPU_VENV:-.venv-gpu}
+pip_flags=(-q --disable-pip-version-check)
+if [[ -n "${WHEELS:-}" ]]; then pip_flags+=(--no-index --find-links "$WHEELS"); fi
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "install into $venv"
+"${PYTHON:-python3}" -m venv "$venv"
+py="$venv/bin/python"
+"$py" -m pip install "${pip_flags[@]}" -e .
+if [[ "$provider" == cuda ]]; then
+  # The CPU and GPU wheels both install the module `onnxruntime`: keep only the GPU one.
+  "$py" -m pip uninstall -q -y onnxruntime
+  "$py" -m pip install "${pip_flags[@]}" --force-reinstall --no-deps 'onnxruntime-gpu>=1.18' || {
+    echo "gpu_check: cannot install onnxruntime-gpu (no index reachable? give WHEELS=DIR)" >&2
+    exit 2
+  }
+  "$py" -m pip install "${pip_flags[@]}" 'nvidia-cudnn-cu12' 'nvidia-cublas-cu12' 'nvidia-cuda-runtime-cu12' \
+    'nvidia-cufft-cu12' 'nvidia-curand-cu12' 'nvidia-cuda-nvrtc-cu12' || true # optional: the check below fails loudly if CUDA cannot start
+fi
+
+step "provider check"
+"$py" -m bench.provider_check "$provider" | tee "$out/check.txt"
+
+step "bench: encoder alone and end to end, 1 and 2 worker processes"
+FINSIGNAL_PROVIDER="$provider" "$venv/bin/finsignal" bench --rows 4,5 --scaling --name gpu \
+  --out-dir "$out" --no-markdown --no-plots 2>&1 | tee "$out/bench.log"
+echo
+echo "gpu_check: figures in $out (gpu.json, check.txt, bench.log)"

@@ -1,0 +1,24 @@
+"""bench/provider_check.py: the GPU script's guard against measuring the CPU by mistake."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+import pytest
+
+from bench.provider_check import check
+from worker.config import ConfigError
+
+
+def test_cpu_check_reports_the_session_provider_and_a_batch_time() -> None:
+    report = check("cpu", batch_size=8, rounds=2)
+    assert report["session_providers"][0] == "CPUExecutionProvider"  # type: ignore[index]
+    assert report["model"] == "model.int8.onnx"
+    assert float(report["batch_ms"]) > 0 and float(report["msgs_per_s"]) > 0  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in ort.get_available_providers(), reason="only meaningful without CUDA"
+)
+def test_cuda_check_without_cuda_stops_and_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match="install finsignal\\[gpu\\]"):
+        check("cuda", batch_size=2, rounds=1)
