@@ -25,14 +25,16 @@ step "install into $venv"
 py="$venv/bin/python"
 "$py" -m pip install "${pip_flags[@]}" -e .
 if [[ "$provider" == cuda ]]; then
-  # The CPU and GPU wheels both install the module `onnxruntime`: keep only the GPU one.
+  # The CPU and GPU wheels both install the module `onnxruntime`: keep only the GPU one. Same version as
+  # docker/Dockerfile.gpu (CUDA 13, cuDNN 9); the [cuda,cudnn] extras bring those libraries as wheels
+  # (the worker's preload_dlls() finds them), else the host's own CUDA is used.
+  ort_gpu="onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION:-1.31.1}"
   "$py" -m pip uninstall -q -y onnxruntime
-  "$py" -m pip install "${pip_flags[@]}" --force-reinstall --no-deps 'onnxruntime-gpu>=1.18' || {
-    echo "gpu_check: cannot install onnxruntime-gpu (no index reachable? give WHEELS=DIR)" >&2
-    exit 2
-  }
-  "$py" -m pip install "${pip_flags[@]}" 'nvidia-cudnn-cu12' 'nvidia-cublas-cu12' 'nvidia-cuda-runtime-cu12' \
-    'nvidia-cufft-cu12' 'nvidia-curand-cu12' 'nvidia-cuda-nvrtc-cu12' || true # optional: the check below fails loudly if CUDA cannot start
+  "$py" -m pip install "${pip_flags[@]}" "${ort_gpu/==/[cuda,cudnn]==}" \
+    || "$py" -m pip install "${pip_flags[@]}" "$ort_gpu" || {
+      echo "gpu_check: cannot install $ort_gpu (no index reachable? give WHEELS=DIR)" >&2
+      exit 2
+    }
 fi
 
 step "provider check"

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from worker.config import load_settings
+from worker.config import ConfigError, load_settings
 from worker.encoder import Encoder
 
 EXPECTED = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -48,7 +48,12 @@ def main(argv: list[str]) -> int:
     provider = argv[0] if argv else "cuda"
     if provider not in EXPECTED:
         raise SystemExit(f"usage: python -m bench.provider_check [{'|'.join(EXPECTED)}]")
-    for key, value in check(provider).items():
+    try:
+        report = check(provider)
+    except ConfigError as exc:  # e.g. no CUDA driver: say so in one line, not a traceback
+        print(f"provider_check: {exc}", file=sys.stderr)
+        return 3
+    for key, value in report.items():
         print(f"{key}: {value}")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnxruntime as ort
 import pytest
 
-from bench.provider_check import check
+from bench.provider_check import check, main
 from worker.config import ConfigError
 
 
@@ -22,3 +22,13 @@ def test_cpu_check_reports_the_session_provider_and_a_batch_time() -> None:
 def test_cuda_check_without_cuda_stops_and_names_the_fix() -> None:
     with pytest.raises(ConfigError, match="install finsignal\\[gpu\\]"):
         check("cuda", batch_size=2, rounds=1)
+
+
+def test_command_exits_non_zero_with_one_line_when_the_provider_is_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("only meaningful without CUDA")
+    assert main(["cuda"]) == 3
+    assert capsys.readouterr().err.startswith("provider_check: provider cuda:")
+    assert main(["cpu"]) == 0
