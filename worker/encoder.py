@@ -41,6 +41,7 @@ class Encoder:
         provider: str = "cpu",
         intra_op_threads: int = 0,
         intra_op_spinning: bool = True,
+        shape_buckets: bool | None = None,
         max_tokens: int = 128,
         max_batch_tokens: int = 8192,
     ) -> None:
@@ -61,6 +62,9 @@ class Encoder:
                 self.max_tokens,
             )
         self.max_batch_tokens = max(max_batch_tokens, self.max_tokens)
+        # On CUDA every new input shape costs kernel selection and arena growth: round each call's rows
+        # and width up to a power of two (at most ~12 shapes for 64 tokens). On CPU padding is pure cost.
+        self.shape_buckets = target == "cuda" if shape_buckets is None else shape_buckets
         self.tokenizer = Tokenizer.from_file(str(self.artifact.tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
@@ -129,13 +133,18 @@ class Encoder:
         for chunk in _token_budget_chunks(lengths[order], self.max_batch_tokens):
             index = order[chunk]
             width = int(lengths[index].max())
-            ids = np.full((len(index), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(index), width), dtype=np.int64)
+            shape = (len(index), width)
+            if self.shape_buckets:
+                bucket_width = min(_power_of_two_at_least(width), self.max_tokens)
+                shape = (_power_of_two_at_least(len(index)), bucket_width)
+            ids = np.full(shape, self.pad_id, dtype=np.int64)
+            mask = np.zeros(shape, dtype=np.int64)  # bucket rows stay all-padding; they are dropped below
             for row, i in enumerate(index):
                 n = int(lengths[i])
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            outputs.append(self.session.run(None, {"input_ids": ids, "attention_mask": mask}))
+            out = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            outputs.append([o[: len(index)] for o in out])
             rows.append(index)
         inverse = np.empty(len(texts), dtype=np.int64)
         inverse[np.concatenate(rows)] = np.arange(len(texts))
@@ -182,6 +191,10 @@ def _pick_target(provider: str, available: list[str]) -> str:
             )
         return "cuda"
     return "cuda" if _CUDA in available else "cpu"
+
+
+def _power_of_two_at_least(n: int, floor: int = 8) -> int:
+    return max(floor, 1 << (n - 1).bit_length())
 
 
 def _token_budget_chunks(sorted_lengths: np.ndarray, max_batch_tokens: int) -> list[slice]:

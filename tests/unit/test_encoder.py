@@ -69,3 +69,23 @@ def test_worker_encoder_runs_without_spinning_threads_unless_asked() -> None:
     np.testing.assert_allclose(
         out.topic_logits, asked.encode(["Acme beats estimates", "Fed holds rates"]).topic_logits
     )
+
+
+def test_shape_buckets_pad_to_few_shapes_and_keep_each_rows_result() -> None:
+    """CUDA's default (checked here on CPU): rows and width rounded up to powers of two."""
+    texts = ["Fed hikes", "Acme cuts guidance; shares fall 12% in early trade", "ok", "word " * 40, "oil"]
+    plain = Encoder(DEFAULT_MODEL_DIR, provider="cpu", shape_buckets=False)
+    bucketed = Encoder(DEFAULT_MODEL_DIR, provider="cpu", shape_buckets=True)
+    assert not plain.shape_buckets and bucketed.shape_buckets
+    shapes: list[tuple[int, ...]] = []
+    run = bucketed.session.run
+    bucketed.session = type("Spy", (), {})()
+    bucketed.session.run = lambda names, feed: shapes.append(feed["input_ids"].shape) or run(names, feed)
+    a, b = plain.encode(texts), bucketed.encode(texts)
+    assert shapes and all(rows & (rows - 1) == 0 and rows >= 8 for rows, _ in shapes)
+    assert all(width in (8, 16, 32, 64) for _, width in shapes)
+    assert b.embedding.shape == a.embedding.shape and np.isfinite(b.embedding).all()
+    # INT8 quantises activations per call, so padding moves values slightly; each row must still match.
+    assert float(np.min(np.sum(a.embedding * b.embedding, axis=1))) > 0.98
+    assert (a.topic_logits.argmax(1) == b.topic_logits.argmax(1)).all()
+    np.testing.assert_array_equal(a.n_tokens, b.n_tokens)
