@@ -187,7 +187,8 @@ def _pick_target(provider: str, available: list[str]) -> str:
         if _CUDA not in available:
             raise ConfigError(
                 f"provider cuda: this ONNX Runtime has no CUDA provider (available: {available}); "
-                "install finsignal[gpu] (onnxruntime-gpu) or set --provider cpu / FINSIGNAL_PROVIDER=cpu"
+                "install onnxruntime-gpu in place of onnxruntime (README: GPU) or set --provider cpu / "
+                "FINSIGNAL_PROVIDER=cpu"
             )
         return "cuda"
     return "cuda" if _CUDA in available else "cpu"

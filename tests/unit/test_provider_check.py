@@ -20,7 +20,7 @@ def test_cpu_check_reports_the_session_provider_and_a_batch_time() -> None:
     "CUDAExecutionProvider" in ort.get_available_providers(), reason="only meaningful without CUDA"
 )
 def test_cuda_check_without_cuda_stops_and_names_the_fix() -> None:
-    with pytest.raises(ConfigError, match="install finsignal\\[gpu\\]"):
+    with pytest.raises(ConfigError, match="install onnxruntime-gpu in place of onnxruntime"):
         check("cuda", batch_size=2, rounds=1)
 
 
