@@ -13,8 +13,9 @@ import numpy as np
 
 from worker.config import ConfigError, load_settings
 from worker.encoder import Encoder
+from worker.model_build.session import CPU_PROVIDER, CUDA_PROVIDER
 
-EXPECTED = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+EXPECTED = {"cuda": CUDA_PROVIDER, "cpu": CPU_PROVIDER}
 
 
 def check(provider: str, batch_size: int = 256, rounds: int = 20) -> dict[str, object]:

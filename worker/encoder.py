@@ -20,8 +20,6 @@ from worker.model_build.session import CUDA_PROVIDER, open_session
 
 log = logging.getLogger(__name__)
 
-_CUDA = CUDA_PROVIDER
-
 
 @dataclass(frozen=True, slots=True)
 class EncoderOutput:
@@ -77,7 +75,7 @@ class Encoder:
             self.artifact.onnx_path(target), target, intra_op_threads, spinning=intra_op_spinning
         )
         used = self.session.get_providers()
-        if target == "cuda" and _CUDA not in used:
+        if target == "cuda" and CUDA_PROVIDER not in used:
             raise ConfigError(
                 "provider cuda: ONNX Runtime could not start the CUDA provider "
                 f"(session providers: {used}); install the gpu extra and a matching CUDA runtime, "
@@ -184,14 +182,14 @@ def _pick_target(provider: str, available: list[str]) -> str:
     if provider == "cpu":
         return "cpu"
     if provider == "cuda":
-        if _CUDA not in available:
+        if CUDA_PROVIDER not in available:
             raise ConfigError(
                 f"provider cuda: this ONNX Runtime has no CUDA provider (available: {available}); "
                 "install onnxruntime-gpu in place of onnxruntime (README: GPU) or set --provider cpu / "
                 "FINSIGNAL_PROVIDER=cpu"
             )
         return "cuda"
-    return "cuda" if _CUDA in available else "cpu"
+    return "cuda" if CUDA_PROVIDER in available else "cpu"
 
 
 def _power_of_two_at_least(n: int, floor: int = 8) -> int:
