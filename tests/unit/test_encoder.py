@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from worker.config import DEFAULT_MODEL_DIR, ConfigError, load_settings
-from worker.encoder import Encoder, _pick_target, _token_budget_chunks
+from worker.encoder import Encoder, _padded_block, _pick_target, _token_budget_chunks
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,30 @@ def test_shape_buckets_pad_to_few_shapes_and_keep_each_rows_result() -> None:
     assert float(np.min(np.sum(a.embedding * b.embedding, axis=1))) > 0.98
     assert (a.topic_logits.argmax(1) == b.topic_logits.argmax(1)).all()
     np.testing.assert_array_equal(a.n_tokens, b.n_tokens)
+
+
+def test_padded_block_matches_a_row_by_row_fill() -> None:
+    rows = [[101, 7, 8, 102], [101, 102], [101, 5, 6, 9, 11, 102]]
+    flat = np.array([t for r in rows for t in r], dtype=np.int64)
+    lengths = np.array([len(r) for r in rows])
+    starts = np.cumsum(lengths) - lengths
+    pick = np.array([1, 0, 2])  # a length-sorted sub-batch
+    ids, mask = _padded_block(flat, starts[pick], lengths[pick], (4, 8), pad_id=0)  # a bucket: 4 x 8
+    expected = np.zeros((4, 8), dtype=np.int64)
+    for out_row, i in enumerate(pick):
+        expected[out_row, : lengths[i]] = rows[i]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_array_equal(mask, (expected != 0).astype(np.int64))
+    assert ids.dtype == mask.dtype == np.int64
+
+
+def test_io_binding_gives_the_same_outputs_as_plain_runs() -> None:
+    """CUDA's default path (IOBinding), run here on the CPU provider: identical results."""
+    texts = ["Fed hikes", "Acme cuts guidance; shares fall 12% in early trade", "word " * 40]
+    plain = Encoder(DEFAULT_MODEL_DIR, provider="cpu", io_binding=False)
+    bound = Encoder(DEFAULT_MODEL_DIR, provider="cpu", io_binding=True)
+    assert bound.io_binding and not plain.io_binding
+    a, b = plain.encode(texts), bound.encode(texts)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
+    np.testing.assert_array_equal(a.topic_logits, b.topic_logits)
+    np.testing.assert_array_equal(a.sentiment_logits, b.sentiment_logits)
