@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -38,6 +39,7 @@ class Plan:
     paced_messages: int  # row 5p at 50% of the best row-5 rate
     scaling_messages: int
     peak_repeats: int
+    drain_messages: int = 4000
 
     @classmethod
     def quick(cls) -> Plan:
@@ -58,6 +60,7 @@ class Plan:
             paced_messages=100,
             scaling_messages=400,
             peak_repeats=3,
+            drain_messages=400,
         )
 
     @classmethod
@@ -79,6 +82,21 @@ class Plan:
             paced_messages=2000,
             scaling_messages=4000,
             peak_repeats=10,
+        )
+
+    @classmethod
+    def gpu(cls) -> Plan:
+        """``full`` with counts sized for a GPU's rate (~20x more messages per timed run)."""
+        return dataclasses.replace(
+            cls.full(),
+            texts=16384,  # the bench texts repeated: the encoder caches nothing
+            timed_texts=16384,
+            sweep_texts=8192,
+            sweep_sizes=(64, 256, 1024, 4096),
+            e2e_messages=60000,
+            paced_messages=30000,
+            scaling_messages=60000,
+            drain_messages=200000,
         )
 
 

@@ -6,7 +6,11 @@
 #   bench/gpu_check.sh [OUT_DIR]          figures in OUT_DIR (default bench/results/gpu): gpu.json,
 #                                         check.txt (providers, device), bench.log
 #   WHEELS=DIR bench/gpu_check.sh         install from a folder of wheels (no index), for an offline box
+#   SITE=DIR bench/gpu_check.sh           no install: the image's python3 already holds numpy, tokenizers and
+#                                         the CUDA libraries, and DIR holds the rest (onnxruntime-gpu, kafka-
+#                                         python, ...; bench/offline/README.md); run from the checkout
 #   FINSIGNAL_PROVIDER=cpu bench/gpu_check.sh   rehearse the whole script on a machine without a GPU
+#   PROCS=1,2,4,8 BATCH=1024 TOKENS=32768  worker processes for the scaling rows, batch size, token budget
 #
 # It stops with a message naming what is missing when onnxruntime-gpu cannot be installed or its CUDA
 # provider does not start (a silent fall-back to the CPU would measure the wrong thing).
@@ -20,28 +24,50 @@ if [[ -n "${WHEELS:-}" ]]; then pip_flags+=(--no-index --find-links "$WHEELS"); 
 
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
-step "install into $venv"
-"${PYTHON:-python3}" -m venv "$venv"
-py="$venv/bin/python"
-"$py" -m pip install "${pip_flags[@]}" -e .
-if [[ "$provider" == cuda ]]; then
-  # The CPU and GPU wheels both install the module `onnxruntime`: keep only the GPU one. Same version as
-  # docker/Dockerfile.gpu (CUDA 13, cuDNN 9); the [cuda,cudnn] extras bring those libraries as wheels
-  # (the worker's preload_dlls() finds them), else the host's own CUDA is used.
-  ort_gpu="onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION:-1.31.1}"
-  "$py" -m pip uninstall -q -y onnxruntime
-  "$py" -m pip install "${pip_flags[@]}" "${ort_gpu/==/[cuda,cudnn]==}" \
-    || "$py" -m pip install "${pip_flags[@]}" "$ort_gpu" || {
-      echo "gpu_check: cannot install $ort_gpu (no index reachable? give WHEELS=DIR)" >&2
-      exit 2
-    }
+if [[ -n "${SITE:-}" ]]; then
+  step "using $SITE (no install)"
+  py=${PYTHON:-python3}
+  export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  finsignal=("$py" -m worker)
+else
+  step "install into $venv"
+  "${PYTHON:-python3}" -m venv "$venv"
+  py="$venv/bin/python"
+  "$py" -m pip install "${pip_flags[@]}" -e .
+  if [[ "$provider" == cuda ]]; then
+    # The CPU and GPU wheels both install the module `onnxruntime`: keep only the GPU one. Same version as
+    # docker/Dockerfile.gpu (CUDA 13, cuDNN 9); the [cuda,cudnn] extras bring those libraries as wheels
+    # (the worker's preload_dlls() finds them), else the host's own CUDA is used.
+    ort_gpu="onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION:-1.31.1}"
+    "$py" -m pip uninstall -q -y onnxruntime
+    "$py" -m pip install "${pip_flags[@]}" "${ort_gpu/==/[cuda,cudnn]==}" \
+      || "$py" -m pip install "${pip_flags[@]}" "$ort_gpu" || {
+        echo "gpu_check: cannot install $ort_gpu (no index reachable? give WHEELS=DIR)" >&2
+        exit 2
+      }
+  fi
+  finsignal=("$venv/bin/finsignal")
+fi
+# CUDA/cuDNN libraries installed as pip packages (nvidia-*) beside python: on the loader's path, since
+# ONNX Runtime's preload_dlls() only looks beside its own package.
+nvidia_libs=$("$py" -c 'import glob, os, site
+dirs = {os.path.dirname(p) for d in site.getsitepackages() for p in glob.glob(d + "/nvidia/**/lib*.so*", recursive=True)}
+print(":".join(sorted(dirs)))')
+export LD_LIBRARY_PATH="${nvidia_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+  # GPU load once a second through the benches: is the GPU or the host the limit?
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi.csv" &
+  smi=$!
+  trap 'kill $smi 2>/dev/null || true' EXIT
 fi
 
 step "provider check"
-"$py" -m bench.provider_check "$provider" | tee "$out/check.txt"
+"$py" -m bench.provider_check "$provider" --sweep --json "$out/check.json" | tee "$out/check.txt"
 
-step "bench: encoder alone and end to end, 1 and 2 worker processes"
-FINSIGNAL_PROVIDER="$provider" "$venv/bin/finsignal" bench --rows 4,5 --scaling --name gpu \
-  --out-dir "$out" --no-markdown --no-plots 2>&1 | tee "$out/bench.log"
+step "bench: encoder alone, end to end, ${PROCS:-1,2,4,8} worker processes (replayed and draining a backlog)"
+export FINSIGNAL_MAX_BATCH_SIZE=${BATCH:-1024} FINSIGNAL_MAX_BATCH_TOKENS=${TOKENS:-32768}
+FINSIGNAL_PROVIDER="$provider" "${finsignal[@]}" bench --rows 4,5 --scaling --drain --procs "${PROCS:-1,2,4,8}" \
+  --name gpu --out-dir "$out" --no-markdown --no-plots 2>&1 | tee "$out/bench.log"
 echo
-echo "gpu_check: figures in $out (gpu.json, check.txt, bench.log)"
+echo "gpu_check: figures in $out (gpu.json, check.json, check.txt, bench.log, smi.csv)"

@@ -60,6 +60,8 @@ class Options:
     quick: bool = False
     rows: tuple[str, ...] = ALL_ROWS
     scaling: bool = False
+    procs: tuple[int, ...] = (1, 2)
+    drain: bool = False
     name: str | None = None
     out_dir: Path = RESULTS_DIR
     markdown: Path | None = None
@@ -67,7 +69,8 @@ class Options:
 
 
 def run(settings: Settings, options: Options, command: str = "finsignal bench") -> dict[str, Any]:
-    plan = Plan.quick() if options.quick else Plan.full()
+    # A GPU run uses the same rows with ~20x the messages, so each timed run lasts long enough to read.
+    plan = Plan.quick() if options.quick else Plan.gpu() if settings.provider == "cuda" else Plan.full()
     for noisy in ("kafka", "matplotlib"):  # connection chatter would bury the table
         logging.getLogger(noisy).setLevel(logging.WARNING)
     wanted = set(options.rows)
@@ -162,16 +165,28 @@ def run(settings: Settings, options: Options, command: str = "finsignal bench") 
         from bench.e2e import scaling_rows
 
         scale, scale_facts = _stage(
-            "scaling", lambda: scaling_rows(settings, texts, plan.scaling_messages, _mean_tokens(rows))
+            "scaling",
+            lambda: scaling_rows(
+                settings, texts, plan.scaling_messages, _mean_tokens(rows), procs=options.procs
+            ),
         )
         rows += scale
         facts["scaling_ratio"] = scale_facts["scaling_ratio"]
+    if options.drain:
+        from bench.e2e import drain_rows
+
+        drained, drain_facts = _stage(
+            "drain",
+            lambda: drain_rows(settings, texts, plan.drain_messages, _mean_tokens(rows), procs=options.procs),
+        )
+        rows += drained
+        facts.update(drain_facts)
 
     order = {
         key: i
-        for i, key in enumerate(["1a", "1b", "2", "3", "3s", "4", "4e", "4t", "5", "5p", "5x1", "5x2", "6"])
+        for i, key in enumerate(["1a", "1b", "2", "3", "3s", "4", "4e", "4t", "5", "5p", "5x", "5d", "6"])
     }
-    rows.sort(key=lambda r: order.get(r.row, 99))
+    rows.sort(key=lambda r: (order.get(r.row[:2] if r.row[:2] in ("5x", "5d") else r.row, 99), _procs(r.row)))
     token_lengths = _text_token_stats(texts)
     result: dict[str, Any] = {
         "name": name,
@@ -285,6 +300,11 @@ def _ratios(rows: list[Row], facts: dict[str, Any], peak: dict[str, Any] | None)
         "paced_p99_over_batch": facts.get("p99_over_batch"),
         "scaling_ratio": facts.get("scaling_ratio"),
     }
+
+
+def _procs(row: str) -> int:
+    """N of a scaling or drain row "5x<N>"/"5d<N>" (0 for the others), so 5x2 sorts before 5x16."""
+    return int(row[2:]) if row[:2] in ("5x", "5d") and row[2:].isdigit() else 0
 
 
 def _mean_tokens(rows: list[Row]) -> float:

@@ -49,6 +49,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="comma-separated rows to run (4 is added when 5 or 6 is asked for) [default: all]",
     )
     parser.add_argument("--scaling", action="store_true", help="also run 1 vs 2 worker processes")
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="also time --procs worker processes draining a produced backlog (their rate, not the replay's)",
+    )
+    parser.add_argument(
+        "--procs",
+        default="1,2",
+        metavar="N,N,...",
+        help="worker process counts for --scaling and --drain; the first is the base of ratios [1,2]",
+    )
     parser.add_argument("--name", default=None, help="result name: bench/results/<name>.json [quick|full]")
     parser.add_argument("--out-dir", type=Path, default=None, help="folder for the JSON and PNG plots")
     parser.add_argument(
@@ -75,6 +86,16 @@ def run_bench(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"finsignal bench: {exc}", file=sys.stderr)
         return 2
+    try:
+        procs = tuple(int(p) for p in args.procs.split(",") if p.strip())
+    except ValueError:
+        procs = ()
+    if not procs or min(procs) < 1:
+        print(
+            f"finsignal bench: --procs: {args.procs!r} is not a list of counts >= 1, e.g. 1,2,4",
+            file=sys.stderr,
+        )
+        return 2
     markdown = None
     if not args.no_markdown:
         markdown = args.markdown or (None if args.quick else REPO_ROOT / "BENCHMARKS.md")
@@ -82,6 +103,8 @@ def run_bench(args: argparse.Namespace) -> int:
         quick=args.quick,
         rows=rows,
         scaling=args.scaling,
+        procs=procs,
+        drain=args.drain,
         name=args.name,
         out_dir=args.out_dir or harness.RESULTS_DIR,
         markdown=markdown,

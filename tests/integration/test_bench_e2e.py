@@ -60,3 +60,20 @@ def test_harness_quick_row5_writes_ratios(
     assert ratios["e2e_vs_encoder_fusion"] == pytest.approx(expected, rel=1e-2)
     assert ratios["paced_p99_over_batch"] > 0
     assert json.loads((tmp_path / "quick.json").read_text())["rows"] == result["rows"]
+
+
+def test_drain_rows_time_the_workers_on_a_produced_backlog(
+    settings_factory: Callable[..., Settings], kafka_bootstrap: str, redis_url: str
+) -> None:
+    from bench.e2e import drain_rows
+
+    settings = settings_factory(max_batch_delay_ms=10)
+    rows, facts = drain_rows(
+        settings, load_texts(64), n=300, mean_tokens=20.0, procs=(1, 2),
+        services=Stack(kafka_bootstrap, redis_url),
+    )  # fmt: skip
+    assert [r.row for r in rows] == ["5d1", "5d2"]
+    for row in rows:
+        assert row.extra["complete"]  # every backlog event came back as a signal
+        assert row.messages == 240 and row.msgs_per_s > 0  # the middle 80%, timed by signal stamps
+    assert set(facts["drain_msgs_per_s"]) == {"1", "2"}

@@ -58,3 +58,16 @@ def test_quick_bench_rows_3_4_6(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_bench_refuses_unknown_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--rows", "3,9"]) == 2
     assert "unknown row(s) 9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("procs", ["0,2", "one,two", ""])
+def test_bench_refuses_bad_process_counts(procs: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--rows", "3", "--scaling", "--procs", procs]) == 2
+    assert "--procs" in capsys.readouterr().err
+
+
+def test_scaling_rows_sort_by_process_count() -> None:
+    from bench.harness import _procs
+
+    assert sorted(["5x16", "5x2", "5x1", "5x4"], key=_procs) == ["5x1", "5x2", "5x4", "5x16"]
+    assert _procs("5p") == 0

@@ -32,3 +32,22 @@ def test_command_exits_non_zero_with_one_line_when_the_provider_is_missing(
     assert main(["cuda"]) == 3
     assert capsys.readouterr().err.startswith("provider_check: provider cuda:")
     assert main(["cpu"]) == 0
+
+
+def test_sweep_times_each_setting_and_cpu_agrees_with_itself() -> None:
+    from bench.common import load_texts
+    from bench.provider_check import agreement, sweep
+
+    texts = load_texts(48)
+    same = agreement("cpu", texts)
+    assert same["n"] == 48
+    assert same["sentiment_argmax_agreement"] == same["topic_argmax_agreement"] == 1.0
+    assert same["embedding_cosine_min"] > 0.999
+    rows = sweep("cpu", texts, batch_sizes=(16, 48), token_budgets=(512,), min_seconds=0.01)
+    assert [(r["batch_size"], r["io_binding"]) for r in rows] == [
+        (16, True),
+        (48, True),
+        (16, False),
+        (48, False),
+    ]
+    assert all(r["msgs_per_s"] > 0 and r["max_batch_tokens"] == 512 for r in rows)
