@@ -96,7 +96,7 @@ class Plan:
             e2e_messages=60000,
             paced_messages=30000,
             scaling_messages=60000,
-            drain_messages=200000,
+            drain_messages=100000,
         )
 
 

@@ -385,6 +385,7 @@ def scaling_rows(
             with worker_processes(settings, count), replay_and_collect(settings) as (replayer, collector):
                 warm(replayer, collector, texts, 8 * settings.max_batch_size, f"warm{count}")
                 results[count] = run_stage(replayer, collector, texts, n, f"scale{count}")
+            log.info("scaling: %d process(es): %.0f msg/s", count, results[count].msgs_per_s)
     base_rate = results[procs[0]].msgs_per_s
     rows = []
     for count, run in results.items():
@@ -417,6 +418,7 @@ def drain_rows(
     mean_tokens: float,
     procs: tuple[int, ...] = (1, 2),
     services: Stack | None = None,
+    timeout_s: float = 120.0,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Rows 5d<N>: ``n`` events are produced first, then N worker processes start and drain them.
 
@@ -435,7 +437,7 @@ def drain_rows(
                     replayer.send(event_id, texts[i % len(texts)])
                 replayer.producer.flush()
                 with worker_processes(settings, count):
-                    complete = collector.wait_for(ids, timeout_s=300.0)
+                    complete = collector.wait_for(ids, timeout_s=timeout_s)
             stamps = sorted(collector.seen[i][0] for i in ids if i in collector.seen)
             lo, hi = stamps[len(stamps) // 10], stamps[(len(stamps) * 9) // 10]
             middle = (len(stamps) * 9) // 10 - len(stamps) // 10
@@ -446,6 +448,7 @@ def drain_rows(
                 "complete": complete,
                 "span_s": (stamps[-1] - stamps[0]) / 1000 if stamps else 0.0,
             }
+            log.info("drain: %d process(es): %s", count, results[count])
     base_rate = results[procs[0]]["msgs_per_s"]
     rows = [
         Row(

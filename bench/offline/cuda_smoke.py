@@ -38,7 +38,8 @@ def main() -> int:
             numpy_helper.from_array(np.zeros(32, np.float16), "b"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 10: what ORT 1.2x-1.3x reads (newer onnx writes IR versions ORT may not know yet)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     session = ort.InferenceSession(
         model.SerializeToString(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
     )

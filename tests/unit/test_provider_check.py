@@ -51,3 +51,19 @@ def test_sweep_times_each_setting_and_cpu_agrees_with_itself() -> None:
         (48, False),
     ]
     assert all(r["msgs_per_s"] > 0 and r["max_batch_tokens"] == 512 for r in rows)
+
+
+def test_gpu_profile_splits_host_and_session_time(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from bench.offline import gpu_profile
+
+    monkeypatch.setattr("sys.argv", ["gpu_profile", "cpu", "16"])
+    assert gpu_profile.main() == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["provider"] == "CPUExecutionProvider" and report["batch"] == 16
+    for key in ("tokenize_msgs_per_s", "session_s_io_binding_True", "encode_msgs_per_s"):
+        assert report[key] > 0
+    assert report["nodes"] and all(k.startswith("CPUExecutionProvider:") for k in report["nodes"])

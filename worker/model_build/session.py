@@ -31,13 +31,14 @@ def open_session(
     intra_op_threads: int = 0,
     optimized_model_path: Path | None = None,
     spinning: bool = True,
+    profile: bool = False,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``model`` (a path or serialized bytes) on ``target``.
 
     ``optimized_model_path``: also write the graph ORT will actually run there (to inspect fusions).
     ``spinning``: ORT's pool threads busy-wait between ops (its default). Offline tools keep it; the
     worker turns it off by default (``Settings.intra_op_spinning``), since there the spinning threads
-    take the cores its Kafka I/O needs.
+    take the cores its Kafka I/O needs. ``profile``: ORT writes a per-node trace (``end_profiling()``).
     """
     import onnxruntime as ort
 
@@ -47,6 +48,7 @@ def open_session(
     options.log_severity_level = 3
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_profiling = profile
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
     source = model if isinstance(model, bytes) else str(model)
