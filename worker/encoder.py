@@ -73,6 +73,8 @@ class Encoder:
         self.tokenizer = Tokenizer.from_file(str(self.artifact.tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
+        # Same ids without character offsets, which nothing here reads: 7-30% faster (tokenizers >= 0.20)
+        self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
         pad_id = self.tokenizer.token_to_id("[PAD]")
         self.pad_id = 0 if pad_id is None else pad_id
 
@@ -130,13 +132,15 @@ class Encoder:
         """Tokenize and run ``texts``; rows of the result follow the input order."""
         if not texts:
             return self._empty()
-        encodings = self.tokenizer.encode_batch(texts)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        encodings = self._encode_batch(texts)
+        # Each Encoding builds a new Python list per .ids access: take them once. All token ids go in one
+        # flat array; each sub-batch gathers its padded block from it in numpy (a per-row Python copy
+        # costs ~2 us/message, a ceiling on a GPU, where tokenization is the bound).
+        token_ids = [e.ids for e in encodings]
+        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))
-        # All token ids in one flat array; each sub-batch gathers its padded block from it in numpy
-        # (a per-row Python copy costs ~2 us/message, a ceiling on a GPU).
         flat_ids = np.fromiter(
-            itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lengths.sum())
+            itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum())
         )
         starts = np.cumsum(lengths) - lengths
         order = np.argsort(lengths, kind="stable")

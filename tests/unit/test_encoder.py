@@ -80,7 +80,12 @@ def test_shape_buckets_pad_to_few_shapes_and_keep_each_rows_result() -> None:
     shapes: list[tuple[int, ...]] = []
     run = bucketed.session.run
     bucketed.session = type("Spy", (), {})()
-    bucketed.session.run = lambda names, feed: shapes.append(feed["input_ids"].shape) or run(names, feed)
+
+    def spy(names: object, feed: dict[str, np.ndarray]) -> object:
+        shapes.append(feed["input_ids"].shape)
+        return run(names, feed)
+
+    bucketed.session.run = spy
     a, b = plain.encode(texts), bucketed.encode(texts)
     assert shapes and all(rows & (rows - 1) == 0 and rows >= 8 for rows, _ in shapes)
     assert all(width in (8, 16, 32, 64) for _, width in shapes)
@@ -116,3 +121,18 @@ def test_io_binding_gives_the_same_outputs_as_plain_runs() -> None:
     np.testing.assert_array_equal(a.embedding, b.embedding)
     np.testing.assert_array_equal(a.topic_logits, b.topic_logits)
     np.testing.assert_array_equal(a.sentiment_logits, b.sentiment_logits)
+
+
+def test_fast_tokenizer_path_feeds_the_same_tokens(encoder: Encoder) -> None:
+    """encode_batch_fast (no offsets) where the tokenizers package has it: same ids, truncation, outputs."""
+    texts = ["Acme cuts guidance; shares fall 12%", "shares " * 300, "Café ÀÉ 株式 📈", ""]
+    fast = encoder.encode(texts)
+    saved = encoder._encode_batch
+    try:
+        encoder._encode_batch = encoder.tokenizer.encode_batch
+        plain = encoder.encode(texts)
+    finally:
+        encoder._encode_batch = saved
+    np.testing.assert_array_equal(fast.n_tokens, plain.n_tokens)
+    np.testing.assert_array_equal(fast.truncated, plain.truncated)
+    np.testing.assert_array_equal(fast.embedding, plain.embedding)
