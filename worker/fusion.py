@@ -437,10 +437,23 @@ class KnowledgeIndex:
         """(len(positions), d) float32: the unit vectors of the points at ``positions`` (entries order)."""
         return self.sorted_vectors[self.point_sorted_row[np.asarray(positions, dtype=np.int64)]]
 
-    def evidence_item(self, point: int, attention: float) -> dict[str, Any]:
-        """The signal.v1 evidence item of one point."""
+    def evidence_items(self, points: list[int], attention: list[float]) -> list[dict[str, Any]]:
+        """The signal.v1 evidence items of one message's top points (``-1``: no point in that slot)."""
+        cache = self._evidence
+        items = []
+        for point, weight in zip(points, attention, strict=True):
+            if point < 0:
+                continue
+            static = cache.get(point) or self._static_evidence(point)
+            item = static.copy()  # a copy and one store: cheaper than {**static, ...} per item
+            item["attention"] = weight
+            items.append(item)
+        return items
+
+    def _static_evidence(self, point: int) -> dict[str, Any]:
+        """Built once per point and index: every signal citing it copies this."""
         static = self._evidence.get(point)
-        if static is None:  # built once per point and index: every signal citing it copies this
+        if static is None:
             e = self.entries[point]
             static = {
                 "id": e.id,
@@ -452,7 +465,7 @@ class KnowledgeIndex:
                 "weight": e.weight,
             }
             self._evidence[point] = static
-        return {**static, "attention": attention}
+        return static
 
 
 def _pca(vectors: np.ndarray, dim: int) -> np.ndarray:
@@ -904,9 +917,7 @@ class Fusion:
             evidence: list[dict[str, Any]] = []
             routed: list[str] = []
             if readout is not None and index is not None:
-                evidence = [
-                    index.evidence_item(p, a) for p, a in zip(points[b], attention[b], strict=True) if p >= 0
-                ]
+                evidence = index.evidence_items(points[b], attention[b])
                 routed = [index.groups[g] for g in routed_rows[b]]
             g_s, g_t = gate_s[b], gate_t[b]
             results.append(
