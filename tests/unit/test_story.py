@@ -77,3 +77,35 @@ def test_noise_never_changes_the_id(content: list[str], noise: str, case: object
     text = " ".join(content)
     noisy = f"{noise} " + sep.join(case(w) for w in content) + f" {noise}"  # type: ignore[operator]
     assert story_id(noisy) == story_id(text)
+
+
+def _story_tokens_every_pass(text: str) -> list[str]:
+    """story_tokens without its substring guards: every cleanup regex on every text."""
+    import unicodedata
+
+    from worker import story
+
+    text = unicodedata.normalize("NFKC", text)
+    for pattern, repl in ((story._URL, " "), (story._HANDLE, " ")):
+        text = pattern.sub(repl, text)
+    text = story._TRAILING_TAGS.sub("", text.rstrip())
+    text = story._CREDIT.sub("", text)
+    text = story._MARKER.sub(" ", text)
+    words: dict[str, None] = {}
+    for word in story._WORD.findall(text.casefold()):
+        if word not in story._STOPWORDS:
+            words.setdefault(word)
+            if len(words) == STORY_TOKENS:
+                break
+    return list(words)
+
+
+_PIECES = st.sampled_from(
+    ["Acme", "RT", "via", "@desk", "https://x.co/a", "WWW.acme.com", "#oil", " - Reuters", " | Bloomberg",
+     "\u2013 AP", "shares", "fall", "12%", "ﬁrst", "Ｆｅｄ", "  ", "rtx", "Via", "—", "-", "|"]
+)  # fmt: skip
+
+
+@given(st.lists(_PIECES, max_size=12).map(" ".join))
+def test_substring_guards_never_change_the_words(text: str) -> None:
+    assert story_tokens(text) == _story_tokens_every_pass(text)
