@@ -233,6 +233,9 @@ def run_stage(
     sent = time.time()
     complete = collector.wait_for(ids, timeout_s)
     seen = collector.seen
+    if not complete:
+        missing = sum(1 for i in ids if i not in seen)
+        log.warning("%s: %d of %d signals missing after %.0f s", label, missing, n, timeout_s)
     done = [i for i in ids if i in seen]
     last = max((seen[i][1] for i in done), default=time.time())
     first = min(replayer.sent_ms[i] for i in ids) / 1000
@@ -327,7 +330,12 @@ def e2e_rows(
 
 
 def _process_main(fields: dict[str, Any], ready: Any, stop: Any) -> None:
-    logging.basicConfig(level="WARNING")
+    logging.basicConfig(
+        level="WARNING", format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Partition assignments and revocations (a few lines per rebalance): an incomplete run can then be
+    # traced to a member that held partitions and stopped (the 2-process GPU run, BENCHMARKS.md).
+    logging.getLogger("worker.app").setLevel(logging.INFO)
     from worker.app import Worker
 
     settings = load_settings(**fields)
