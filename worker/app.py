@@ -277,8 +277,10 @@ class Worker:
             linger_ms=s.producer_linger_ms,
             compression_type=None if s.producer_compression == "none" else s.producer_compression,
             # The DLQ carries the original bytes: allow the largest accepted input plus headers.
-            max_request_size=max(1_048_576, s.max_message_bytes * 2 + 65_536),
-            batch_size=262_144,  # a batch's signals fit in one produce request per partition
+            max_request_size=max(
+                1_048_576, s.max_message_bytes * 2 + 65_536, s.producer_batch_bytes + 65_536
+            ),
+            batch_size=s.producer_batch_bytes,
             request_timeout_ms=15_000,
             delivery_timeout_ms=30_000,
             **s.kafka_client_kwargs(),

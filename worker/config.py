@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         "only groups a batch's outputs into fewer requests (5 ms woke the sender ~20x per batch)",
     )
     producer_compression: Literal["none", "gzip"] = Field("none", description="output compression")
+    producer_batch_bytes: int = Field(
+        900_000,
+        ge=16_384,
+        description="producer record-batch size: a batch's signals (~2.5 kB each) should fit in one, since "
+        "an idempotent producer wakes its sender on every send once a second batch waits; keep it under "
+        "the brokers' message.max.bytes (1 MiB by default)",
+    )
 
     # --- Input handling and batching -----------------------------------------------------------
     max_message_bytes: int = Field(65_536, ge=256, description="messages larger than this go to the DLQ")
