@@ -93,9 +93,9 @@ class Plan:
             timed_texts=16384,
             sweep_texts=8192,
             sweep_sizes=(64, 256, 1024, 4096),
-            e2e_messages=60000,
-            paced_messages=30000,
-            scaling_messages=60000,
+            e2e_messages=30000,
+            paced_messages=15000,
+            scaling_messages=30000,
             drain_messages=100000,
         )
 

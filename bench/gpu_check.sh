@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # GPU check (issue 7): install, prove the CUDA provider really runs the encoder, then time the encoder
-# alone (row 4) and end to end with 1 and 2 worker processes (rows 5, 5x1, 5x2) on the GPU, and write
-# the figures. Meant for a fresh GPU machine: about 2 minutes of install, 2-3 of benches.
+# alone (row 4), where a batch's time goes, end to end (row 5) and N worker processes draining a backlog
+# (rows 5d<N>) on the GPU, and write the figures. Meant for a fresh GPU machine: under a minute of install
+# (or none with SITE=), about 4 of checks and benches (H200: provider check and sweep 60 s, rows 4-5 and
+# drains 1/4/8 ~3 min).
 #
 #   bench/gpu_check.sh [OUT_DIR]          figures in OUT_DIR (default bench/results/gpu): gpu.json,
 #                                         check.txt (providers, device), bench.log
@@ -10,7 +12,8 @@
 #                                         the CUDA libraries, and DIR holds the rest (onnxruntime-gpu, kafka-
 #                                         python, ...; bench/offline/README.md); run from the checkout
 #   FINSIGNAL_PROVIDER=cpu bench/gpu_check.sh   rehearse the whole script on a machine without a GPU
-#   PROCS=1,2,4,8 BATCH=1024 TOKENS=32768  worker processes for the scaling rows, batch size, token budget
+#   PROCS=1,4,8 BATCH=1024 TOKENS=65536   worker processes for the drain (and SCALING=1) rows, batch size,
+#                                         token budget; BENCH_TIMEOUT_S=300 bounds the bench
 #
 # It stops with a message naming what is missing when onnxruntime-gpu cannot be installed or its CUDA
 # provider does not start (a silent fall-back to the CPU would measure the wrong thing).
@@ -65,9 +68,18 @@ fi
 step "provider check"
 "$py" -m bench.provider_check "$provider" --sweep --json "$out/check.json" | tee "$out/check.txt"
 
-step "bench: encoder alone, end to end, ${PROCS:-1,2,4,8} worker processes (replayed and draining a backlog)"
-export FINSIGNAL_MAX_BATCH_SIZE=${BATCH:-1024} FINSIGNAL_MAX_BATCH_TOKENS=${TOKENS:-32768}
-FINSIGNAL_PROVIDER="$provider" "${finsignal[@]}" bench --rows 4,5 --scaling --drain --procs "${PROCS:-1,2,4,8}" \
-  --name gpu --out-dir "$out" --no-markdown --no-plots 2>&1 | tee "$out/bench.log"
+step "where a batch's time goes (tokenization, padding, session)"
+"$py" -m bench.offline.gpu_profile "$provider" 4096 >"$out/profile.json" || echo "gpu_check: profile failed" >&2
+
+# Rows 4 and 5, then N worker processes draining a backlog (5d<N>). SCALING=1 adds the replayed 5x<N>
+# rows; on the H200 one of them once waited out its 300 s for signals (BENCHMARKS.md, GPU), so the bench
+# runs under a time limit and its log keeps what came before.
+step "bench: encoder alone, end to end, ${PROCS:-1,4,8} worker processes draining a backlog"
+export FINSIGNAL_MAX_BATCH_SIZE=${BATCH:-1024} FINSIGNAL_MAX_BATCH_TOKENS=${TOKENS:-65536}
+scaling=()
+if [[ -n "${SCALING:-}" ]]; then scaling=(--scaling); fi
+FINSIGNAL_PROVIDER="$provider" timeout "${BENCH_TIMEOUT_S:-300}" "${finsignal[@]}" bench --rows 4,5 \
+  ${scaling[@]+"${scaling[@]}"} --drain --procs "${PROCS:-1,4,8}" --name gpu --out-dir "$out" \
+  --no-markdown --no-plots 2>&1 | tee "$out/bench.log" || echo "gpu_check: the bench stopped early (see bench.log)" >&2
 echo
-echo "gpu_check: figures in $out (gpu.json, check.json, check.txt, bench.log, smi.csv)"
+echo "gpu_check: figures in $out (gpu.json, check.json, check.txt, profile.json, bench.log, smi.csv)"
