@@ -11,6 +11,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -31,6 +32,16 @@ class EncoderOutput:
     topic_logits: np.ndarray  # (B, T)
     n_tokens: np.ndarray  # (B,) int: tokens fed to the model (after truncation)
     truncated: np.ndarray  # (B,) bool: the text was cut at the token cap
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocks:
+    """One batch ready for the session: per-text token counts and truncation flags, and the padded
+    sub-batches as (row indices into the batch, input_ids, attention_mask)."""
+
+    lengths: np.ndarray
+    truncated: np.ndarray
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 class Encoder:
@@ -69,7 +80,6 @@ class Encoder:
         # session allocates no host buffers per call. Bound per call: ``embed`` runs on the KB reload
         # thread while the classify thread runs ``encode``, and one binding is not thread-safe.
         self.io_binding = target == "cuda" if io_binding is None else io_binding
-        self._device = "cuda" if target == "cuda" else "cpu"
         self.tokenizer = Tokenizer.from_file(str(self.artifact.tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
@@ -132,7 +142,25 @@ class Encoder:
         """Tokenize and run ``texts``; rows of the result follow the input order."""
         if not texts:
             return self._empty()
-        encodings = self._encode_batch(texts)
+        blocks = self._blocks(self._encode_batch(texts))
+        outputs: list[list[np.ndarray]] = []
+        for index, ids, mask in blocks.parts:
+            out = self._run(ids, mask)
+            outputs.append([o[: len(index)] for o in out])
+        inverse = np.empty(len(texts), dtype=np.int64)
+        inverse[np.concatenate([index for index, _, _ in blocks.parts])] = np.arange(len(texts))
+        embedding, sentiment, topic = (np.concatenate([o[k] for o in outputs])[inverse] for k in range(3))
+        return EncoderOutput(
+            embedding=np.ascontiguousarray(embedding, dtype=np.float32),
+            sentiment_logits=sentiment.astype(np.float32, copy=False),
+            topic_logits=topic.astype(np.float32, copy=False),
+            n_tokens=blocks.lengths,
+            truncated=blocks.truncated,
+        )
+
+    def _blocks(self, encodings: list[Any]) -> _Blocks:
+        """The padded ``input_ids`` / ``attention_mask`` blocks of one batch's encodings: rows sorted by
+        length, cut to the padded-token budget, bucketed on CUDA."""
         # Each Encoding builds a new Python list per .ids access: take them once. All token ids go in one
         # flat array; each sub-batch gathers its padded block from it in numpy (a per-row Python copy
         # costs ~2 us/message, a ceiling on a GPU, where tokenization is the bound).
@@ -144,8 +172,7 @@ class Encoder:
         )
         starts = np.cumsum(lengths) - lengths
         order = np.argsort(lengths, kind="stable")
-        outputs: list[list[np.ndarray]] = []
-        rows: list[np.ndarray] = []
+        parts = []
         for chunk in _token_budget_chunks(lengths[order], self.max_batch_tokens):
             index = order[chunk]
             width = int(lengths[index].max())
@@ -154,19 +181,8 @@ class Encoder:
                 bucket_width = min(_power_of_two_at_least(width), self.max_tokens)
                 shape = (_power_of_two_at_least(len(index)), bucket_width)
             ids, mask = _padded_block(flat_ids, starts[index], lengths[index], shape, self.pad_id)
-            out = self._run(ids, mask)
-            outputs.append([o[: len(index)] for o in out])
-            rows.append(index)
-        inverse = np.empty(len(texts), dtype=np.int64)
-        inverse[np.concatenate(rows)] = np.arange(len(texts))
-        embedding, sentiment, topic = (np.concatenate([o[k] for o in outputs])[inverse] for k in range(3))
-        return EncoderOutput(
-            embedding=np.ascontiguousarray(embedding, dtype=np.float32),
-            sentiment_logits=sentiment.astype(np.float32, copy=False),
-            topic_logits=topic.astype(np.float32, copy=False),
-            n_tokens=lengths,
-            truncated=truncated,
-        )
+            parts.append((index, ids, mask))
+        return _Blocks(lengths, truncated, parts)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         feed = {"input_ids": ids, "attention_mask": mask}
@@ -176,7 +192,7 @@ class Encoder:
         for name, value in feed.items():
             binding.bind_cpu_input(name, value)
         for name in self._output_names:
-            binding.bind_output(name, self._device)
+            binding.bind_output(name, self.target)  # "cpu" or "cuda": ORT's device names
         self.session.run_with_iobinding(binding)
         return list(binding.copy_outputs_to_cpu())
 
@@ -222,13 +238,12 @@ def _padded_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``input_ids`` and ``attention_mask`` of ``shape`` for the rows starting at ``starts`` in
     ``flat_ids``; rows beyond ``len(starts)`` (shape buckets) are all padding."""
-    rows, width = shape
-    columns = np.arange(width)
+    n = len(lengths)
+    columns = np.arange(shape[1])
     valid = np.zeros(shape, dtype=bool)
-    valid[: len(lengths)] = columns < lengths[:, None]
+    valid[:n] = columns < lengths[:, None]
     ids = np.full(shape, pad_id, dtype=np.int64)
-    gather = starts[:, None] + columns
-    ids[: len(lengths)][valid[: len(lengths)]] = flat_ids[gather[valid[: len(lengths)]]]
+    ids[valid] = flat_ids[(starts[:, None] + columns)[valid[:n]]]
     return ids, valid.astype(np.int64)
 
 

@@ -19,11 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.common import load_texts
 from worker.config import load_settings
-from worker.encoder import Encoder, _padded_block, _power_of_two_at_least, _token_budget_chunks
+from worker.encoder import Encoder
 from worker.model_build.session import open_session
 
 
@@ -42,25 +40,10 @@ def main() -> int:
     size = int(sys.argv[2]) if len(sys.argv) > 2 else 4096
     encoder = Encoder.from_settings(load_settings(provider=provider, max_batch_tokens=65536))
     texts = load_texts(size)
-    tokenize = best_of(lambda: encoder.tokenizer.encode_batch(texts))
-    encodings = encoder.tokenizer.encode_batch(texts)
-    lengths = np.array([len(e.ids) for e in encodings])
-    flat = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings])
-    starts = np.cumsum(lengths) - lengths
-    order = np.argsort(lengths, kind="stable")
-    blocks: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def prepare() -> None:
-        blocks.clear()
-        for chunk in _token_budget_chunks(lengths[order], encoder.max_batch_tokens):
-            index = order[chunk]
-            width = min(_power_of_two_at_least(int(lengths[index].max())), encoder.max_tokens)
-            shape = (
-                (_power_of_two_at_least(len(index)), width) if encoder.shape_buckets else (len(index), width)
-            )
-            blocks.append(_padded_block(flat, starts[index], lengths[index], shape, encoder.pad_id))
-
-    prep = best_of(prepare)
+    tokenize = best_of(lambda: encoder._encode_batch(texts))
+    encodings = encoder._encode_batch(texts)
+    prep = best_of(lambda: encoder._blocks(encodings))
+    blocks = [(ids, mask) for _, ids, mask in encoder._blocks(encodings).parts]
     report: dict[str, Any] = {
         "provider": encoder.provider,
         "batch": size,
