@@ -444,27 +444,26 @@ class KnowledgeIndex:
         for point, weight in zip(points, attention, strict=True):
             if point < 0:
                 continue
-            static = cache.get(point) or self._static_evidence(point)
+            static = cache.get(point) or self._build_static_evidence(point)
             item = static.copy()  # a copy and one store: cheaper than {**static, ...} per item
             item["attention"] = weight
             items.append(item)
         return items
 
-    def _static_evidence(self, point: int) -> dict[str, Any]:
-        """Built once per point and index: every signal citing it copies this."""
-        static = self._evidence.get(point)
-        if static is None:
-            e = self.entries[point]
-            static = {
-                "id": e.id,
-                "text": e.text,
-                "kind": e.kind,
-                "group": e.group,
-                "topic": e.topic,
-                "sentiment": e.sentiment,
-                "weight": e.weight,
-            }
-            self._evidence[point] = static
+    def _build_static_evidence(self, point: int) -> dict[str, Any]:
+        """A point's evidence fields but attention, built on its first citation and kept in
+        ``_evidence`` for the index's life: every signal citing it copies this."""
+        e = self.entries[point]
+        static = {
+            "id": e.id,
+            "text": e.text,
+            "kind": e.kind,
+            "group": e.group,
+            "topic": e.topic,
+            "sentiment": e.sentiment,
+            "weight": e.weight,
+        }
+        self._evidence[point] = static
         return static
 
 
