@@ -182,11 +182,7 @@ def run(settings: Settings, options: Options, command: str = "finsignal bench") 
         rows += drained
         facts.update(drain_facts)
 
-    order = {
-        key: i
-        for i, key in enumerate(["1a", "1b", "2", "3", "3s", "4", "4e", "4t", "5", "5p", "5x", "5d", "6"])
-    }
-    rows.sort(key=lambda r: (order.get(r.row[:2] if r.row[:2] in ("5x", "5d") else r.row, 99), _procs(r.row)))
+    rows.sort(key=lambda r: _row_order(r.row))
     token_lengths = _text_token_stats(texts)
     result: dict[str, Any] = {
         "name": name,
@@ -302,9 +298,15 @@ def _ratios(rows: list[Row], facts: dict[str, Any], peak: dict[str, Any] | None)
     }
 
 
-def _procs(row: str) -> int:
-    """N of a scaling or drain row "5x<N>"/"5d<N>" (0 for the others), so 5x2 sorts before 5x16."""
-    return int(row[2:]) if row[:2] in ("5x", "5d") and row[2:].isdigit() else 0
+ROW_ORDER = ["1a", "1b", "2", "3", "3s", "4", "4e", "4t", "5", "5p", "5x", "5d", "6"]
+
+
+def _row_order(row: str) -> tuple[int, int]:
+    """Table order: issue 7's rows, scaling and drain rows ("5x<N>", "5d<N>") by N, so 5x2 precedes 5x16."""
+    family, n = row[:2], row[2:]
+    if family in ("5x", "5d") and n.isdigit():
+        return ROW_ORDER.index(family), int(n)
+    return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER)), 0
 
 
 def _mean_tokens(rows: list[Row]) -> float:
