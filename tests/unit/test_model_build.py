@@ -186,6 +186,55 @@ def test_build_end_to_end_on_tiny_bert(
     assert manifest["metrics"]["train_rows"] == {"sentiment": 78, "topic": 78}
 
 
+def test_retrieval_projection_is_trained_exported_and_part_of_the_resume_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokenizer = _write_tokenizer(tmp_path / "tokenizer.json")
+    sentiment, topic = _write_data(tmp_path)
+    vocab_size = Tokenizer.from_file(str(tokenizer)).get_vocab_size()
+    options = BuildOptions(
+        sentiment_data=sentiment,
+        topic_data=topic,
+        out_dir=tmp_path / "artifact",
+        work_dir=tmp_path / "work",
+        max_len=16,
+        teacher=TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=3e-3),
+        teacher_refine=None,
+        student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
+        prune=PruneTarget(layers=1, heads=2, ffn=16, importance_batches=2, layer_batches=2),
+        speed_rounds=0,
+        retrieval_projection=True,
+        base_encoder=_tiny_bert(vocab_size),
+        base_tokenizer=tokenizer,
+    )
+    manifest = run_build(options)
+    assert manifest["retrieval_projection"] is True
+
+    model, meta = load_checkpoint(tmp_path / "work" / "student")
+    assert meta["retrieval"] is True and model.retrieval is not None
+    # Trained: the projection left the identity it started from.
+    assert not torch.allclose(model.retrieval.weight, torch.eye(model.retrieval.weight.shape[0]))
+    texts = ["oil crude barrel", "fed rates hike", "shares plunge", "record profit beats"]
+    artifact = verify_artifact(tmp_path / "artifact")
+    ids, mask = encode_batch(runtime_tokenizer(artifact.tokenizer_path, 16), texts)
+    with torch.no_grad():
+        out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+    expected = torch.nn.functional.normalize(out.embedding, dim=-1).numpy()
+    unprojected = torch.nn.functional.normalize(out.pooled, dim=-1).numpy()
+    classifier = OnnxClassifier(tmp_path / "artifact")
+    onnx_embedding = classifier.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
+    cosine = (onnx_embedding * expected).sum(-1)
+    assert cosine.min() > 0.98  # the ONNX embedding is the projected one (INT8)
+    assert np.abs(onnx_embedding - expected).max() < np.abs(onnx_embedding - unprojected).max()
+
+    # A teacher trained without the projection is not reused for a build with it (and back).
+    capsys.readouterr()
+    run_build(replace(options, resume=True))
+    assert "teacher: reusing" in capsys.readouterr().err
+    run_build(replace(options, resume=True, retrieval_projection=False))
+    assert "reusing" not in capsys.readouterr().err
+
+
 def _hidden(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
     with torch.no_grad():
         return encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state

@@ -81,6 +81,9 @@ class BuildOptions:
     version: str = "1.0.0"
     limit: int | None = None  # rows per task (smoke runs and tests)
     calibration_fraction: float = 0.0  # of each train split held out of training (fusion gate fit)
+    # The KB embedding through its own linear projection of the pooled vector (model.py), so the
+    # geometry loss does not hold back the vector the heads read.
+    retrieval_projection: bool = False
     speed_rounds: int = 5  # pruned vs dense teacher INT8 throughput rounds (0: skip)
     base_encoder: Any = None  # tests pass a tiny model; default: all-MiniLM-L6-v2
     base_tokenizer: Path | None = None
@@ -147,7 +150,10 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     # --- 1. teachers: multi-task fine-tunes, embedding kept near the original's geometry -------
     base = options.base_encoder if options.base_encoder is not None else load_base_encoder(attention="sdpa")
     label_counts = {t: len(labels[t]) for t in TASKS}
-    fresh = [MultiTaskModel(copy.deepcopy(base), label_counts) for _ in range(max(1, options.teachers))]
+    fresh = [
+        MultiTaskModel(copy.deepcopy(base), label_counts, retrieval=options.retrieval_projection)
+        for _ in range(max(1, options.teachers))
+    ]
     targets = _original_embeddings(fresh[0], ids, work)
     train_tasks = {t: TaskData(ids[t][0], splits[t][0].labels, labels[t], targets[t][0]) for t in TASKS}
     dev_tasks = {t: TaskData(ids[t][1], splits[t][1].labels, labels[t], targets[t][1]) for t in TASKS}
@@ -230,6 +236,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         "train_config": asdict(student_cfg),
         "train_data": train_data,
         "plan": plan.as_dict(),
+        "retrieval": options.retrieval_projection,
     }
     if options.resume and _same_run(student_dir, student_key):
         student, _meta = load_checkpoint(student_dir)
@@ -357,7 +364,11 @@ def _fine_tune_teacher(
     name = "teacher" if index == 0 else f"teacher {index}"
     teacher_dir = first_dir
     config = replace(teacher_cfg, seed=seed)
-    key = {"train_config": asdict(config), "train_data": train_data}
+    key = {
+        "train_config": asdict(config),
+        "train_data": train_data,
+        "retrieval": options.retrieval_projection,
+    }
     if options.resume and _same_run(first_dir, key):
         teacher, _meta = load_checkpoint(first_dir)
         console.print(f"{name}: reusing {first_dir}")
@@ -410,6 +421,7 @@ def export_checkpoint(
         "labels": meta["labels"],
         "parameters": meta.get("parameters", {"encoder": _params(model.encoder)}),
         "pruning": meta.get("pruning"),
+        "retrieval_projection": bool(meta.get("retrieval", False)),
         **extra,
     }
     max_tokens = int(max_tokens or meta.get("max_tokens", 128))
@@ -423,6 +435,7 @@ def export_checkpoint(
         tokenizer,
         manifest,
         heads=dict(model.heads),
+        retrieval=model.retrieval,
         max_tokens=max_tokens,
         fp16=fp16,
     )

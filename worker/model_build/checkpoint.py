@@ -24,6 +24,7 @@ def save_checkpoint(model: MultiTaskModel, out_dir: Path, meta: dict[str, Any]) 
         "config": model.encoder.config.to_dict(),  # type: ignore[union-attr]
         "structure": structure_of(model.encoder),
         "label_counts": {task: int(head[-1].out_features) for task, head in model.heads.items()},  # type: ignore[index]
+        "retrieval": model.retrieval is not None,
     }
     tmp = out_dir / (MODEL_FILE + ".tmp")
     torch.save(model.state_dict(), tmp)
@@ -45,6 +46,6 @@ def load_checkpoint(path: Path) -> tuple[MultiTaskModel, dict[str, Any]]:
     config._attn_implementation = "eager"
     encoder = BertModel(config, add_pooling_layer=False)
     apply_structure(encoder, meta["structure"])
-    model = MultiTaskModel(encoder, meta["label_counts"])
+    model = MultiTaskModel(encoder, meta["label_counts"], retrieval=bool(meta.get("retrieval", False)))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
     return model.eval(), meta

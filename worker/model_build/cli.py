@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="hold this share of each train split out of training, for `model fit-fusion` (e.g. 0.1)",
     )
     build.add_argument(
+        "--retrieval-projection",
+        action="store_true",
+        help="give the KB embedding its own linear projection of the pooled vector (heads read the vector)",
+    )
+    build.add_argument(
         "--resume",
         action="store_true",
         help="reuse checkpoints in --work-dir made with the same settings and training rows",
@@ -125,6 +130,7 @@ def _build(args: argparse.Namespace) -> int:
         teacher_epochs=args.teacher_epochs,
         student_epochs=args.student_epochs,
         calibration_fraction=args.calibration_fraction,
+        retrieval_projection=args.retrieval_projection,
         argv=sys.argv[1:],
     )
     run_build(options)

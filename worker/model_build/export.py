@@ -70,6 +70,7 @@ def export_artifact(
     tokenizer_src: Path,
     manifest: dict[str, Any],
     heads: dict[str, nn.Module] | None = None,
+    retrieval: nn.Module | None = None,
     max_tokens: int = 128,
     fp16: bool = True,
     check_texts: list[str] | None = None,
@@ -81,7 +82,7 @@ def export_artifact(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportWrapper(encoder.eval(), heads).eval()
+    wrapper = ExportWrapper(encoder.eval(), heads, retrieval).eval()
     arch = architecture_of(encoder, max_tokens)
     tokenizer_dst = out_dir / TOKENIZER_NAME
     if Path(tokenizer_src).resolve() != tokenizer_dst.resolve():

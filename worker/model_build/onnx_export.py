@@ -1,8 +1,9 @@
 """Torch -> ONNX: export with pooling inside the graph, fuse, quantize (INT8) / convert (FP16), check.
 
 The graph takes ``input_ids`` / ``attention_mask`` (int64, dynamic batch and sequence axes) and
-returns ``embedding`` (mean-pooled over the mask, L2-normalised) plus the classifier logits when the
-model has heads, so the runtime needs only onnxruntime + tokenizers.
+returns ``embedding`` (mean-pooled over the mask, through the retrieval projection when the model has
+one, L2-normalised) plus the classifier logits when the model has heads, so the runtime needs only
+onnxruntime + tokenizers.
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 class ExportWrapper(nn.Module):
     """Encoder + pooling + normalisation (+ heads) as one module with plain tensor outputs."""
 
-    def __init__(self, encoder: nn.Module, heads: dict[str, nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        heads: dict[str, nn.Module] | None = None,
+        retrieval: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head_names = list(heads or {})
         self.heads = nn.ModuleDict(heads or {})
+        self.retrieval = retrieval
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # token_type_ids passed explicitly: BERT's default buffer slice does not trace to a dynamic shape.
@@ -48,7 +55,8 @@ class ExportWrapper(nn.Module):
             token_type_ids=torch.zeros_like(input_ids),
         ).last_hidden_state
         pooled = mean_pool(hidden, attention_mask)
-        embedding = nn.functional.normalize(pooled, p=2.0, dim=-1)
+        projected = self.retrieval(pooled) if self.retrieval is not None else pooled
+        embedding = nn.functional.normalize(projected, p=2.0, dim=-1)
         return (embedding, *(self.heads[name](pooled) for name in self.head_names))
 
     @property

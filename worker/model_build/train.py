@@ -2,8 +2,9 @@
 
 Each step takes one batch of one task (batches of both tasks are interleaved at random). Losses:
 - task cross-entropy with label smoothing;
-- embedding geometry: 1 - cos(pooled, target), target = the frozen original's sentence embedding
-  (teacher) or the teacher's pooled vector (student), so KB similarity keeps working;
+- embedding geometry: 1 - cos(embedding, target), target = the frozen original's sentence embedding,
+  so KB similarity keeps working (the embedding is the pooled vector, or its retrieval projection);
+  the student's pooled vector also learns the teacher's (the copied heads read it);
 - student only: KL to the teacher's logits on *both* heads (soft labels for the unlabelled task
   too) and MSE to the teacher's hidden states of the mapped layers.
 """
@@ -105,6 +106,8 @@ def param_groups(model: MultiTaskModel, cfg: TrainConfig) -> list[dict]:  # type
     for i, layer in enumerate(layers):
         add(list(layer.named_parameters()), cfg.lr * cfg.layer_decay ** (n - 1 - i))
     add(list(model.heads.named_parameters()), cfg.head_lr)
+    if model.retrieval is not None:  # a fresh layer like the heads
+        add(list(model.retrieval.named_parameters()), cfg.head_lr)
     for group in groups:
         group["initial_lr"] = group["lr"]
     return [g for g in groups if g["params"]]
@@ -184,7 +187,7 @@ def _step_loss(
         loss = weight * F.cross_entropy(out.logits[task], labels, label_smoothing=cfg.label_smoothing)
         if data.emb_targets is not None and cfg.emb_weight > 0:
             target = torch.from_numpy(data.emb_targets[rows])
-            loss = loss + cfg.emb_weight * (1 - F.cosine_similarity(out.pooled, target, dim=-1)).mean()
+            loss = loss + cfg.emb_weight * (1 - F.cosine_similarity(out.embedding, target, dim=-1)).mean()
         return loss
 
     with torch.no_grad():
@@ -212,7 +215,7 @@ def _step_loss(
     # toward the teacher's pooled vector (what the copied heads read).
     if cfg.emb_weight > 0 and data.emb_targets is not None:
         target = torch.from_numpy(data.emb_targets[rows])
-        loss = loss + cfg.emb_weight * (1 - F.cosine_similarity(out.pooled, target, dim=-1)).mean()
+        loss = loss + cfg.emb_weight * (1 - F.cosine_similarity(out.embedding, target, dim=-1)).mean()
     if cfg.teacher_pooled_weight > 0:
         cosine = F.cosine_similarity(out.pooled, t_out.pooled, dim=-1)
         loss = loss + cfg.teacher_pooled_weight * (1 - cosine).mean()
@@ -223,7 +226,7 @@ def _step_loss(
 def predict(
     model: MultiTaskModel | TeacherEnsemble, ids: list[list[int]], batch_size: int = 128
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Logits of every head and pooled vectors, in input order."""
+    """Logits of every head and the embeddings (what the KB compares), in input order."""
     model.eval()
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     logits: dict[str, list[np.ndarray]] = {name: [] for name in model.heads}
@@ -234,7 +237,7 @@ def predict(
         out = model(batch_ids, mask)
         for name, value in out.logits.items():
             logits[name].append(value.numpy())
-        pooled.append(out.pooled.numpy())
+        pooled.append(out.embedding.numpy())
     inverse = np.argsort(np.asarray(order))
     merged = {name: np.concatenate(parts)[inverse] for name, parts in logits.items()}
     return merged, np.concatenate(pooled)[inverse]
