@@ -235,6 +235,20 @@ def test_retrieval_projection_is_trained_exported_and_part_of_the_resume_key(
     assert "reusing" not in capsys.readouterr().err
 
 
+def test_teacher_geometry_weight_sets_both_teacher_phases_only(tmp_path: Path) -> None:
+    from worker.model_build.build import with_teacher_geometry_weight
+
+    options = BuildOptions(sentiment_data=tmp_path / "s", topic_data=tmp_path / "t", out_dir=tmp_path)
+    assert options.teacher.emb_weight == 0.5  # the shipped build's setting
+    changed = with_teacher_geometry_weight(options, 0.0)
+    assert changed.teacher.emb_weight == 0.0
+    assert changed.teacher_refine is not None and changed.teacher_refine.emb_weight == 0.0
+    assert changed.student == options.student  # the student keeps its own geometry loss
+    assert changed.teacher.epochs == options.teacher.epochs
+    with pytest.raises(ValueError, match="--teacher-geometry-weight"):
+        with_teacher_geometry_weight(options, -1.0)
+
+
 def _hidden(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
     with torch.no_grad():
         return encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state

@@ -90,6 +90,18 @@ class BuildOptions:
     argv: list[str] = field(default_factory=list)
 
 
+def with_teacher_geometry_weight(options: BuildOptions, weight: float) -> BuildOptions:
+    """``options`` with the teachers' embedding-geometry loss weight set in both phases (0: no loss)."""
+    if weight < 0:
+        raise ValueError(f"--teacher-geometry-weight must be >= 0 (got {weight})")
+    refine = options.teacher_refine
+    return replace(
+        options,
+        teacher=replace(options.teacher, emb_weight=weight),
+        teacher_refine=None if refine is None else replace(refine, emb_weight=weight),
+    )
+
+
 def tokenize(tokenizer_path: Path, texts: list[str], max_len: int) -> list[list[int]]:
     from tokenizers import Tokenizer
 

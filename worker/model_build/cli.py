@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="give the KB embedding its own linear projection of the pooled vector (heads read the vector)",
     )
     build.add_argument(
+        "--teacher-geometry-weight",
+        type=float,
+        default=None,
+        help="weight of the teachers' loss toward the original embedding geometry (default 0.5; 0: none)",
+    )
+    build.add_argument(
         "--resume",
         action="store_true",
         help="reuse checkpoints in --work-dir made with the same settings and training rows",
@@ -116,7 +122,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from worker.model_build.build import BuildOptions, run_build
+    from worker.model_build.build import BuildOptions, run_build, with_teacher_geometry_weight
 
     options = BuildOptions(
         sentiment_data=args.sentiment_data,
@@ -133,6 +139,12 @@ def _build(args: argparse.Namespace) -> int:
         retrieval_projection=args.retrieval_projection,
         argv=sys.argv[1:],
     )
+    if args.teacher_geometry_weight is not None:
+        try:
+            options = with_teacher_geometry_weight(options, args.teacher_geometry_weight)
+        except ValueError as exc:
+            print(f"finsignal model build: {exc}", file=sys.stderr)
+            return 2
     run_build(options)
     return 0
 
