@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,10 +98,8 @@ def _tiny_bert(vocab_size: int):  # type: ignore[no-untyped-def]
     return transformers.BertModel(config, add_pooling_layer=False)
 
 
-def test_build_end_to_end_on_tiny_bert(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr("worker.model_build.fusion_fit.CACHE_DIR", tmp_path / "fusion-cache")
+def _tiny_build_options(tmp_path: Path, **changes: Any) -> BuildOptions:
+    """A build of the tiny random BERT on the synthetic data written to ``tmp_path``, plus ``changes``."""
     tokenizer = _write_tokenizer(tmp_path / "tokenizer.json")
     sentiment, topic = _write_data(tmp_path)
     vocab_size = Tokenizer.from_file(str(tokenizer)).get_vocab_size()
@@ -110,17 +109,29 @@ def test_build_end_to_end_on_tiny_bert(
         out_dir=tmp_path / "artifact",
         work_dir=tmp_path / "work",
         max_len=16,
-        teachers=2,
         teacher=TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=3e-3),
-        teacher_refine=TrainConfig(epochs=1, batch_size=8, lr=5e-4, task_repeats={"sentiment": 2}),
         student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
         prune=PruneTarget(layers=1, heads=2, ffn=16, importance_batches=2, layer_batches=2),
-        speed_rounds=1,
-        calibration_fraction=0.2,
         base_encoder=_tiny_bert(vocab_size),
         base_tokenizer=tokenizer,
-        argv=["model", "build", "--sentiment-data", str(sentiment)],
     )
+    return replace(options, **changes)
+
+
+def test_build_end_to_end_on_tiny_bert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("worker.model_build.fusion_fit.CACHE_DIR", tmp_path / "fusion-cache")
+    options = _tiny_build_options(
+        tmp_path,
+        teachers=2,
+        teacher_refine=TrainConfig(epochs=1, batch_size=8, lr=5e-4, task_repeats={"sentiment": 2}),
+        speed_rounds=1,
+        calibration_fraction=0.2,
+    )
+    sentiment, topic = options.sentiment_data, options.topic_data
+    options = replace(options, argv=["model", "build", "--sentiment-data", str(sentiment)])
+    vocab_size = options.base_encoder.config.vocab_size
     manifest = run_build(options)
 
     artifact = verify_artifact(tmp_path / "artifact")  # every file matches its sha256 and size
@@ -189,24 +200,7 @@ def test_build_end_to_end_on_tiny_bert(
 def test_retrieval_projection_is_trained_exported_and_part_of_the_resume_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tokenizer = _write_tokenizer(tmp_path / "tokenizer.json")
-    sentiment, topic = _write_data(tmp_path)
-    vocab_size = Tokenizer.from_file(str(tokenizer)).get_vocab_size()
-    options = BuildOptions(
-        sentiment_data=sentiment,
-        topic_data=topic,
-        out_dir=tmp_path / "artifact",
-        work_dir=tmp_path / "work",
-        max_len=16,
-        teacher=TrainConfig(epochs=2, batch_size=8, lr=1e-3, head_lr=3e-3),
-        teacher_refine=None,
-        student=TrainConfig(epochs=1, batch_size=8, lr=1e-3, head_lr=3e-3),
-        prune=PruneTarget(layers=1, heads=2, ffn=16, importance_batches=2, layer_batches=2),
-        speed_rounds=0,
-        retrieval_projection=True,
-        base_encoder=_tiny_bert(vocab_size),
-        base_tokenizer=tokenizer,
-    )
+    options = _tiny_build_options(tmp_path, teacher_refine=None, speed_rounds=0, retrieval_projection=True)
     manifest = run_build(options)
     assert manifest["retrieval_projection"] is True
 

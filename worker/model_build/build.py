@@ -433,7 +433,7 @@ def export_checkpoint(
         "labels": meta["labels"],
         "parameters": meta.get("parameters", {"encoder": _params(model.encoder)}),
         "pruning": meta.get("pruning"),
-        "retrieval_projection": bool(meta.get("retrieval", False)),
+        "retrieval_projection": model.retrieval is not None,
         **extra,
     }
     max_tokens = int(max_tokens or meta.get("max_tokens", 128))

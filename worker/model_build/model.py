@@ -2,8 +2,8 @@
 
 The ``embedding`` the KB compares with its exemplars is the pooled vector itself, or, with
 ``retrieval=True``, a learned linear projection of it: the geometry loss then constrains only what a
-linear map can recover from the pooled vector, not the vector the heads read (the geometry loss on
-the pooled vector itself cost the teacher ~1 point of dev sentiment accuracy, docs/INTERNALS.md).
+linear map can recover from the pooled vector, not the vector the heads read (a teacher trained
+without the loss scored 0.84 points higher on dev sentiment, one seed: models/finsignal-encoder/README.md).
 """
 
 from __future__ import annotations
