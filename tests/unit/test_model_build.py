@@ -243,6 +243,32 @@ def test_teacher_geometry_weight_sets_both_teacher_phases_only(tmp_path: Path) -
         with_teacher_geometry_weight(options, -1.0)
 
 
+def test_build_cli_student_shape_flags_reach_the_prune_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.model_build.build as build
+    from worker.cli import main
+
+    seen: list[BuildOptions] = []
+    monkeypatch.setattr(build, "run_build", seen.append)
+    args = [
+        "model",
+        "build",
+        "--sentiment-data",
+        "s.jsonl",
+        "--topic-data",
+        "t.jsonl",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    assert seen[-1].prune == PruneTarget()  # no flag: the shipped shape (4 layers, 6 heads, 512 neurons)
+    assert main([*args, "--prune-layers", "5", "--prune-ffn", "768"]) == 0
+    assert (seen[-1].prune.layers, seen[-1].prune.heads, seen[-1].prune.ffn) == (5, 6, 768)
+    with pytest.raises(SystemExit):
+        main([*args, "--prune-heads", "0"])
+
+
 def _hidden(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
     with torch.no_grad():
         return encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from worker.config import DEFAULT_MODEL_DIR
@@ -55,6 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         help="weight of the teachers' loss toward the original embedding geometry (default 0.5; 0: none)",
     )
+    shape = build.add_argument_group(
+        "student shape", "what pruning keeps (default 4 layers, 6 heads per layer, 512 FFN neurons per layer)"
+    )
+    shape.add_argument("--prune-layers", type=_positive_int, default=None, help="encoder layers kept")
+    shape.add_argument(
+        "--prune-heads", type=_positive_int, default=None, help="attention heads kept per layer"
+    )
+    shape.add_argument("--prune-ffn", type=_positive_int, default=None, help="FFN neurons kept per layer")
     build.add_argument(
         "--resume",
         action="store_true",
@@ -122,7 +131,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from worker.model_build.build import BuildOptions, run_build, with_teacher_geometry_weight
+    from worker.model_build.build import BuildOptions, PruneTarget, run_build, with_teacher_geometry_weight
+
+    default_shape = PruneTarget()
 
     options = BuildOptions(
         sentiment_data=args.sentiment_data,
@@ -137,6 +148,12 @@ def _build(args: argparse.Namespace) -> int:
         student_epochs=args.student_epochs,
         calibration_fraction=args.calibration_fraction,
         retrieval_projection=args.retrieval_projection,
+        prune=replace(
+            default_shape,
+            layers=args.prune_layers or default_shape.layers,
+            heads=args.prune_heads or default_shape.heads,
+            ffn=args.prune_ffn or default_shape.ffn,
+        ),
         argv=sys.argv[1:],
     )
     if args.teacher_geometry_weight is not None:
