@@ -19,6 +19,7 @@ BENCH_SETTINGS = [
     "model_dir",
     "intra_op_threads",
     "intra_op_spinning",
+    "inference_streams",
     "max_batch_size",
     "max_batch_tokens",
     "max_batch_delay_ms",

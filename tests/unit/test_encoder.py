@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from worker.config import DEFAULT_MODEL_DIR, ConfigError, load_settings
-from worker.encoder import Encoder, _padded_block, _pick_target, _token_budget_chunks
+from worker.encoder import (
+    Encoder,
+    _padded_block,
+    _pick_target,
+    _split_for_streams,
+    _streams_and_threads,
+    _token_budget_chunks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +143,41 @@ def test_fast_tokenizer_path_feeds_the_same_tokens(encoder: Encoder) -> None:
     np.testing.assert_array_equal(fast.n_tokens, plain.n_tokens)
     np.testing.assert_array_equal(fast.truncated, plain.truncated)
     np.testing.assert_array_equal(fast.embedding, plain.embedding)
+
+
+def test_streams_share_out_the_inference_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert _streams_and_threads("cpu", 0, 0) == (2, 1)  # auto on 2 cores: 2 single-thread runs at once
+    assert _streams_and_threads("cpu", 1, 0) == (1, 1)  # one thread given: one run at a time
+    assert _streams_and_threads("cpu", 0, 1) == (1, 0)  # one stream: ORT spreads each run (old way)
+    assert _streams_and_threads("cpu", 4, 2) == (2, 2)
+    assert _streams_and_threads("cpu", 2, 8) == (2, 1)  # never more streams than threads
+    assert _streams_and_threads("cuda", 0, 0) == (1, 0)
+
+
+def test_split_for_streams_halves_the_largest_sub_batch_until_every_stream_has_one() -> None:
+    lengths = np.array([3, 3, 4, 4, 9, 9, 9, 10])
+    assert _split_for_streams([slice(0, 8)], lengths, 2) == [slice(0, 4), slice(4, 8)]
+    assert _split_for_streams([slice(0, 4), slice(4, 8)], lengths, 2) == [slice(0, 4), slice(4, 8)]
+    assert _split_for_streams([slice(0, 4), slice(4, 8)], lengths, 3) == [
+        slice(0, 4),
+        slice(4, 6),
+        slice(6, 8),
+    ]
+    assert _split_for_streams([slice(0, 1)], lengths, 2) == [slice(0, 1)]  # one row cannot be split
+
+
+def test_parallel_streams_give_the_same_rows_as_one_run_at_a_time() -> None:
+    # Enough texts of spread lengths for several 64-token sub-batches: each is computed alone either way.
+    texts = [("shares of Acme fall " * (1 + i % 5)) + str(i) for i in range(24)]
+    serial = Encoder(DEFAULT_MODEL_DIR, provider="cpu", max_batch_tokens=64, inference_streams=1)
+    parallel = Encoder(
+        DEFAULT_MODEL_DIR, provider="cpu", intra_op_threads=2, max_batch_tokens=64, inference_streams=2
+    )
+    assert (serial.streams, parallel.streams) == (1, 2)
+    assert parallel.session.get_session_options().intra_op_num_threads == 1
+    a, b = serial.encode(texts), parallel.encode(texts)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
+    np.testing.assert_array_equal(a.topic_logits, b.topic_logits)
+    np.testing.assert_array_equal(a.n_tokens, b.n_tokens)
+    assert parallel.encode(["one message"]).embedding.shape == (1, parallel.dim)
