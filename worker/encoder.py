@@ -29,6 +29,11 @@ from worker.model_build.session import CUDA_PROVIDER, open_session
 
 log = logging.getLogger(__name__)
 
+# Auto streams stop here: on a large node (a pod sees every core) more runs at once would only cut
+# batches into slivers; set ``inference_streams`` to go further.
+MAX_AUTO_STREAMS = 4
+MIN_SPLIT_ROWS = 4  # a sub-batch is halved for an idle stream only if each half keeps this many rows
+
 
 @dataclass(frozen=True, slots=True)
 class EncoderOutput:
@@ -249,7 +254,7 @@ def _streams_and_threads(target: str, intra_op_threads: int, inference_streams: 
     if target == "cuda":
         return 1, intra_op_threads
     cores = intra_op_threads or len(os.sched_getaffinity(0))
-    streams = min(inference_streams or cores, cores)
+    streams = min(inference_streams or min(cores, MAX_AUTO_STREAMS), cores)
     if streams <= 1:
         return 1, intra_op_threads
     return streams, max(1, cores // streams)
@@ -257,13 +262,13 @@ def _streams_and_threads(target: str, intra_op_threads: int, inference_streams: 
 
 def _split_for_streams(chunks: list[slice], sorted_lengths: np.ndarray, streams: int) -> list[slice]:
     """``chunks`` with the largest (in padded tokens) halved until there are ``streams`` of them, so a
-    batch that fits one sub-batch still keeps every stream busy."""
+    batch that fits one sub-batch still keeps every stream busy (halves of at least MIN_SPLIT_ROWS)."""
     chunks = list(chunks)
     while len(chunks) < streams:
         sizes = [(c.stop - c.start) * int(sorted_lengths[c.stop - 1]) for c in chunks]
         largest = int(np.argmax(sizes))
         chunk = chunks[largest]
-        if chunk.stop - chunk.start < 2:
+        if chunk.stop - chunk.start < 2 * MIN_SPLIT_ROWS:
             break
         middle = (chunk.start + chunk.stop) // 2
         chunks[largest : largest + 1] = [slice(chunk.start, middle), slice(middle, chunk.stop)]

@@ -153,18 +153,21 @@ def test_streams_share_out_the_inference_threads(monkeypatch: pytest.MonkeyPatch
     assert _streams_and_threads("cpu", 4, 2) == (2, 2)
     assert _streams_and_threads("cpu", 2, 8) == (2, 1)  # never more streams than threads
     assert _streams_and_threads("cuda", 0, 0) == (1, 0)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)))
+    assert _streams_and_threads("cpu", 0, 0) == (4, 16)  # auto stops at 4 on a large node
 
 
 def test_split_for_streams_halves_the_largest_sub_batch_until_every_stream_has_one() -> None:
-    lengths = np.array([3, 3, 4, 4, 9, 9, 9, 10])
-    assert _split_for_streams([slice(0, 8)], lengths, 2) == [slice(0, 4), slice(4, 8)]
-    assert _split_for_streams([slice(0, 4), slice(4, 8)], lengths, 2) == [slice(0, 4), slice(4, 8)]
-    assert _split_for_streams([slice(0, 4), slice(4, 8)], lengths, 3) == [
-        slice(0, 4),
-        slice(4, 6),
-        slice(6, 8),
+    lengths = np.array([3, 3, 4, 4, 5, 5, 5, 5, 9, 9, 9, 10, 10, 10, 11, 12])
+    assert _split_for_streams([slice(0, 16)], lengths, 2) == [slice(0, 8), slice(8, 16)]
+    assert _split_for_streams([slice(0, 8), slice(8, 16)], lengths, 2) == [slice(0, 8), slice(8, 16)]
+    # the larger in padded tokens (8 rows x 12) is halved first
+    assert _split_for_streams([slice(0, 8), slice(8, 16)], lengths, 3) == [
+        slice(0, 8),
+        slice(8, 12),
+        slice(12, 16),
     ]
-    assert _split_for_streams([slice(0, 1)], lengths, 2) == [slice(0, 1)]  # one row cannot be split
+    assert _split_for_streams([slice(0, 7)], lengths, 2) == [slice(0, 7)]  # halves would be too small
 
 
 def test_parallel_streams_give_the_same_rows_as_one_run_at_a_time() -> None:
