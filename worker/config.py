@@ -118,8 +118,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="CPU: a batch's length-sorted sub-batches run this many at a time, the threads shared "
-        "out among them (0: one per thread, each run single-threaded: 1.17x the encoder msg/s of one "
-        "2-thread run at a time on 2 cores, same outputs); CUDA always runs one",
+        "out among them (0: one per thread, at most 4: 1.2x the encoder msg/s of one 2-thread run "
+        "at a time on 2 cores, same outputs); CUDA always runs one",
     )
     intra_op_spinning: bool = Field(
         False,

@@ -7,7 +7,7 @@ news lede does not pad every tweet to the lede's length (padding waste is most o
 On CPU the sub-batches run ``inference_streams`` at a time, each ORT call on its own thread(s), rather than
 one call at a time spread over every core: a call split over 2 threads meets at a barrier after every op,
 and waits there whenever the worker's Python thread holds one of the 2 cores. Same outputs (each sub-batch
-is computed alone either way); 1.17x the encoder's msg/s on the bench texts (docs/INTERNALS.md).
+is computed alone either way); 1.2x the encoder's msg/s on the bench texts (docs/INTERNALS.md).
 """
 
 from __future__ import annotations
