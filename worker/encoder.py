@@ -253,11 +253,17 @@ def _streams_and_threads(target: str, intra_op_threads: int, inference_streams: 
     already overlaps a call's work, and each host thread would hold its own device buffers."""
     if target == "cuda":
         return 1, intra_op_threads
-    cores = intra_op_threads or len(os.sched_getaffinity(0))
+    cores = intra_op_threads or _usable_cores()
     streams = min(inference_streams or min(cores, MAX_AUTO_STREAMS), cores)
     if streams <= 1:
         return 1, intra_op_threads
     return streams, max(1, cores // streams)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one, e.g. not macOS)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _split_for_streams(chunks: list[slice], sorted_lengths: np.ndarray, streams: int) -> list[slice]:

@@ -146,14 +146,14 @@ def test_fast_tokenizer_path_feeds_the_same_tokens(encoder: Encoder) -> None:
 
 
 def test_streams_share_out_the_inference_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr("worker.encoder._usable_cores", lambda: 2)
     assert _streams_and_threads("cpu", 0, 0) == (2, 1)  # auto on 2 cores: 2 single-thread runs at once
     assert _streams_and_threads("cpu", 1, 0) == (1, 1)  # one thread given: one run at a time
     assert _streams_and_threads("cpu", 0, 1) == (1, 0)  # one stream: ORT spreads each run (old way)
     assert _streams_and_threads("cpu", 4, 2) == (2, 2)
     assert _streams_and_threads("cpu", 2, 8) == (2, 1)  # never more streams than threads
     assert _streams_and_threads("cuda", 0, 0) == (1, 0)
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr("worker.encoder._usable_cores", lambda: 64)
     assert _streams_and_threads("cpu", 0, 0) == (4, 16)  # auto stops at 4 on a large node
 
 
