@@ -199,6 +199,7 @@ def run(settings: Settings, options: Options, command: str = "finsignal bench") 
                 "max_batch_delay_ms",
                 "max_tokens",
                 "intra_op_threads",
+                "inference_streams",
                 "kb_top_m",
                 "kb_top_groups",
                 "producer_linger_ms",
