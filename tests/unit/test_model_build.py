@@ -244,7 +244,7 @@ def test_teacher_geometry_weight_sets_both_teacher_phases_only(tmp_path: Path) -
 
 
 def test_build_cli_student_shape_flags_reach_the_prune_target(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import worker.model_build.build as build
     from worker.cli import main
@@ -267,6 +267,13 @@ def test_build_cli_student_shape_flags_reach_the_prune_target(
     assert (seen[-1].prune.layers, seen[-1].prune.heads, seen[-1].prune.ffn) == (5, 6, 768)
     with pytest.raises(SystemExit):
         main([*args, "--prune-heads", "0"])
+    # The help states the defaults (cli.py cannot import torch-side PruneTarget): keep them in step.
+    with pytest.raises(SystemExit):
+        main(["model", "build", "--help"])
+    shape = PruneTarget()
+    assert f"default {shape.layers} layers, {shape.heads} heads per layer, {shape.ffn} FFN" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def _hidden(encoder, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
