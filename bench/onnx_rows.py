@@ -189,7 +189,7 @@ def finsignal_timers(texts: list[str], settings: Settings) -> FinsignalBench:
     kb = classifier.index
     note = (
         f"{encoder.name} {encoder.version} ({encoder.artifact.onnx_path(encoder.target).name}), "
-        f"ORT threads {threads}, truncated at {encoder.max_tokens}"
+        f"ORT threads {threads} in {encoder.streams} stream(s), truncated at {encoder.max_tokens}"
     )
     timers = [
         Timer(
