@@ -198,8 +198,9 @@ class Encoder:
         starts = np.cumsum(lengths) - lengths
         order = np.argsort(lengths, kind="stable")
         parts = []
-        chunks = _token_budget_chunks(lengths[order], self.max_batch_tokens)
-        for chunk in _split_for_streams(chunks, lengths[order], self.streams):
+        sorted_lengths = lengths[order]
+        chunks = _token_budget_chunks(sorted_lengths, self.max_batch_tokens)
+        for chunk in _split_for_streams(chunks, sorted_lengths, self.streams):
             index = order[chunk]
             width = int(lengths[index].max())
             shape = (len(index), width)
