@@ -120,10 +120,11 @@ class Encoder:
                 "or set --provider cpu / FINSIGNAL_PROVIDER=cpu"
             )
         log.info(
-            "encoder %s %s (%s) on %s, max_tokens=%d, %d stream(s) x %s thread(s)",
+            "encoder %s %s (%s%s) on %s, max_tokens=%d, %d stream(s) x %s thread(s)",
             self.name,
             self.version,
             self.artifact.onnx_path(target).name,
+            f", {self.artifact.activation_scales} INT8 activation scales" if target == "cpu" else "",
             used[0],
             self.max_tokens,
             self.streams,

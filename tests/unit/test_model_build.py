@@ -150,6 +150,15 @@ def test_build_end_to_end_on_tiny_bert(
     assert count_ops(artifact.onnx_path("cpu"), "SkipLayerNormalization") == 0
     assert count_ops(artifact.onnx_path("cpu"), "LayerNormalization") == 2 * arch["num_layers"]
     assert count_ops(artifact.onnx_path("cuda"), "SkipLayerNormalization") == 2 * arch["num_layers"]
+    # Both INT8 files carry fixed activation scales, calibrated on training texts (no per-batch quantizer).
+    for folder in (tmp_path / "artifact", tmp_path / "work" / "teacher-artifact"):
+        checked = verify_artifact(folder)
+        assert checked.activation_scales == "fixed"
+        assert count_ops(checked.onnx_path("cpu"), "DynamicQuantizeLinear") == 0
+    scales = manifest["cpu_graph"]["activation_scales"]
+    assert scales["calibration_texts"] == 126  # every train row (< 1,024)
+    assert scales["fused_matmuls"] == count_ops(artifact.onnx_path("cpu"), "MatMulIntegerToFloat") > 0
+    assert count_ops(artifact.onnx_path("cpu"), "MatMulInteger") == 0
     metrics = manifest["metrics"]
     for stage in ("teacher_dev", "student_torch_dev", "int8_onnx_dev", "teacher_int8_onnx_dev"):
         assert set(metrics[stage]) == {"sentiment", "topic"}
@@ -173,6 +182,8 @@ def test_build_end_to_end_on_tiny_bert(
     classifier = OnnxClassifier(tmp_path / "artifact")
     onnx_logits = classifier.logits(texts, "topic")
     assert np.abs(onnx_logits - out.logits["topic"].numpy()).max() < 0.1
+    for i, text in enumerate(texts):  # each row as it would be alone: batch-mates change nothing
+        np.testing.assert_allclose(classifier.logits([text], "topic")[0], onnx_logits[i], atol=1e-5)
     report = score(classifier, load_labelled(topic, "topic"), "topic")
     assert report["n"] == 90 and 0.0 <= report["accuracy"] <= 1.0
 

@@ -82,6 +82,12 @@ class Artifact:
     def sha256(self) -> str:
         return manifest_sha256(self.model_dir)
 
+    @property
+    def activation_scales(self) -> str:
+        """ "fixed" (calibrated: a row's outputs do not depend on its batch-mates) or "dynamic"."""
+        scales = (self.manifest.get("cpu_graph") or {}).get("activation_scales") or {}
+        return "fixed" if scales.get("mode") == "fixed" else "dynamic"
+
 
 def load_manifest(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / MANIFEST_NAME

@@ -13,6 +13,7 @@ import hashlib
 import json
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 
 from worker.model_build.artifact import TOKENIZER_NAME
 from worker.model_build.base_model import BASE_MODEL_NAME, base_tokenizer_path, load_base_encoder
+from worker.model_build.calibrate import sample_texts
 from worker.model_build.checkpoint import load_checkpoint, save_checkpoint
 from worker.model_build.data import LabelledTexts, load_labelled, split_calibration, split_dataset
 from worker.model_build.model import MultiTaskModel, TeacherEnsemble
@@ -304,6 +306,8 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         "student_torch_dev": _figures(student_dev),
     }
     command = "finsignal " + " ".join(shlex.quote(a) for a in options.argv) if options.argv else None
+    # Fixed INT8 activation scales for both exports, measured on the same sample of training texts.
+    calibration = sample_texts([text for task in TASKS for text in splits[task][0].texts])
 
     def write_student(reuse_onnx: bool) -> dict[str, Any]:
         # Written once to score the ONNX files, once more (ONNX kept) with the figures measured on them.
@@ -313,14 +317,21 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
             "name": options.name,
             "version": options.version,
         }
-        return export_checkpoint(student_dir, options.out_dir, extra=extra, reuse_onnx=reuse_onnx)
+        return export_checkpoint(
+            student_dir, options.out_dir, extra=extra, reuse_onnx=reuse_onnx, calibration_texts=calibration
+        )
 
     write_student(reuse_onnx=False)
     # The dense fine-tuned teacher as an INT8 artifact too: the accuracy and speed baseline
     # (same architecture as dense all-MiniLM-L6-v2, plus the two tiny heads).
     teacher_artifact = work / "teacher-artifact"
     export_checkpoint(
-        teacher_dir, teacher_artifact, fp16=False, extra={"name": "teacher-dense"}, max_tokens=options.max_len
+        teacher_dir,
+        teacher_artifact,
+        fp16=False,
+        extra={"name": "teacher-dense"},
+        max_tokens=options.max_len,
+        calibration_texts=calibration,
     )
     metrics["int8_onnx_dev"] = _onnx_dev(options.out_dir, splits)
     metrics["teacher_int8_onnx_dev"] = _onnx_dev(teacher_artifact, splits)
@@ -416,8 +427,12 @@ def export_checkpoint(
     extra: dict[str, Any] | None = None,
     reuse_onnx: bool = False,
     max_tokens: int | None = None,
+    calibration_texts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Export a checkpoint written by `model build` (student or teacher) as an artifact folder."""
+    """Export a checkpoint written by `model build` (student or teacher) as an artifact folder.
+
+    ``calibration_texts``: fix the INT8 file's activation scales on them (else they stay dynamic).
+    """
     from worker.model_build.artifact import write_manifest
     from worker.model_build.export import export_artifact
 
@@ -450,6 +465,7 @@ def export_checkpoint(
         retrieval=model.retrieval,
         max_tokens=max_tokens,
         fp16=fp16,
+        calibration_texts=calibration_texts,
     )
 
 

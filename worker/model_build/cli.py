@@ -1,4 +1,7 @@
-"""`finsignal model build|eval|export`: offline model commands (torch is imported only inside handlers)."""
+"""`finsignal model build|eval|export|calibrate|speed|fit-fusion|eval-fusion`: offline model commands.
+
+torch is imported only inside the handlers that train or export.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     export.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     export.add_argument("--max-tokens", type=int, default=128, help="tokenizer truncation length")
     export.add_argument("--no-fp16", action="store_true", help="skip the FP16 (GPU) file")
+    export.add_argument(
+        "--calibration-data",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="JSONL with a text field: fix the INT8 activation scales on these texts (see `model calibrate`)",
+    )
     export.set_defaults(handler=_export)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="give an artifact's INT8 file fixed activation scales (outputs stop depending on batch-mates)",
+    )
+    calibrate.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder")
+    calibrate.add_argument("--data", type=Path, nargs="+", required=True, help="JSONL with a text field")
+    calibrate.add_argument("--limit", type=_positive_int, default=1024, help="texts sampled from --data")
+    calibrate.add_argument(
+        "--train-split",
+        action="store_true",
+        help="--data are labelled files: leave their fixed dev split out (what `model build` calibrates on)",
+    )
+    calibrate.set_defaults(handler=_calibrate)
 
     build = commands.add_parser("build", help="fine-tune, prune, distil and export the shipped encoder")
     build.add_argument("--sentiment-data", type=Path, required=True, help="JSONL with text + sentiment")
@@ -118,14 +142,26 @@ def _positive_int(value: str) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from worker.model_build.calibrate import CalibrationError, read_texts, sample_texts
     from worker.model_build.export import export_dense
 
+    texts = None
+    if args.calibration_data:
+        try:
+            texts = sample_texts(read_texts(args.calibration_data))
+        except (CalibrationError, OSError) as exc:
+            print(f"finsignal model export: {exc}", file=sys.stderr)
+            return 2
     if args.dense:
-        manifest = export_dense(args.out, max_tokens=args.max_tokens, fp16=not args.no_fp16)
+        manifest = export_dense(
+            args.out, max_tokens=args.max_tokens, fp16=not args.no_fp16, calibration_texts=texts
+        )
     else:
         from worker.model_build.build import export_checkpoint
 
-        manifest = export_checkpoint(args.checkpoint, args.out, fp16=not args.no_fp16)
+        manifest = export_checkpoint(
+            args.checkpoint, args.out, fp16=not args.no_fp16, calibration_texts=texts
+        )
     print(json.dumps({"out": str(args.out), "files": manifest["files"]}, indent=2))
     return 0
 
@@ -170,6 +206,12 @@ def _eval(args: argparse.Namespace) -> int:
     from worker.model_build.evaluate import run_eval_command
 
     return run_eval_command(args)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from worker.model_build.calibrate import run_calibrate_command
+
+    return run_calibrate_command(args)
 
 
 def _speed(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from worker.model_build.artifact import TOKENIZER_NAME, write_manifest
+from worker.model_build.calibrate import calibration_feeds, fix_activation_scales
 from worker.model_build.onnx_export import (
     ExportWrapper,
     check_export,
@@ -74,11 +76,14 @@ def export_artifact(
     max_tokens: int = 128,
     fp16: bool = True,
     check_texts: list[str] | None = None,
+    calibration_texts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Export, fuse, quantize/convert, check against torch, write tokenizer + manifest.
 
     ``manifest`` holds the caller's fields (name, labels, metrics, ...); files, onnx, architecture,
-    export checks and parameter counts are added here. Returns the manifest written.
+    export checks and parameter counts are added here. ``calibration_texts``: the INT8 file gets fixed
+    activation scales measured on them (``calibrate.py``: outputs independent of batch-mates); without
+    them its scales stay dynamic. Returns the manifest written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +103,10 @@ def export_artifact(
         )
         checks["fp32_fused"] = check_export(wrapper, fused, ids, mask).as_dict()
         quantize_int8(fused, out_dir / INT8_NAME)
+        scales: dict[str, Any] = {"mode": "dynamic"}
+        if calibration_texts:
+            feeds = calibration_feeds(tokenizer_dst, calibration_texts, max_tokens)
+            scales = fix_activation_scales(out_dir / INT8_NAME, feeds)
         checks["int8"] = check_export(wrapper, out_dir / INT8_NAME, ids, mask).as_dict()
         if fp16:
             convert_fp16(fused, out_dir / FP16_NAME)
@@ -118,10 +127,16 @@ def export_artifact(
         **{k: v for k, v in manifest.items() if k not in {"name", "version", "base_model", "labels"}},
         "export_checks": checks,
     }
+    full["cpu_graph"] = {**(full.get("cpu_graph") or {}), "activation_scales": scales}
     return write_manifest(out_dir, full, files)
 
 
-def export_dense(out_dir: Path, max_tokens: int = 128, fp16: bool = True) -> dict[str, Any]:
+def export_dense(
+    out_dir: Path,
+    max_tokens: int = 128,
+    fp16: bool = True,
+    calibration_texts: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """The base all-MiniLM-L6-v2 as a zero-shot artifact: output ``embedding`` only."""
     from worker.model_build.base_model import BASE_MODEL_NAME, base_tokenizer_path, load_base_encoder
 
@@ -142,6 +157,7 @@ def export_dense(out_dir: Path, max_tokens: int = 128, fp16: bool = True) -> dic
         },
         max_tokens=max_tokens,
         fp16=fp16,
+        calibration_texts=calibration_texts,
     )
 
 
