@@ -112,7 +112,10 @@ def optimize_onnx(src: Path, dst: Path, num_heads: int, attention_size: int) -> 
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic INT8 quantization for CPU (weights int8 per channel, activations quantized at run time)."""
+    """Dynamic INT8 quantization for CPU (weights int8 per channel, activations quantized at run time).
+
+    ``export_artifact`` then fixes the activation scales when it has calibration texts (calibrate.py).
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
