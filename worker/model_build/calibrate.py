@@ -5,9 +5,10 @@ batch tensor (``DynamicQuantizeLinear``). One long or unusual message therefore 
 message in the same call is rounded: with the shipped model, 10 of 1,431 sentiment and 26 of 2,550 topic
 dev labels changed between batch size 1 and 64, and dev accuracy moved up to 0.5 points with the
 batching alone. Here each ``DynamicQuantizeLinear`` becomes a ``QuantizeLinear`` whose scale and zero
-point were measured once, as the min / max of that activation over calibration texts. The kernels
-downstream (``MatMulInteger``, ``QAttention``) are the same, so the speed is too, and each row is rounded
-the same way whatever shares its batch. Values outside the calibrated range saturate.
+point were measured once, as the min / max of that activation over calibration texts, and each integer
+MatMul is written as the ``MatMulIntegerToFloat`` ORT runs for the dynamic file (``fuse_integer_matmuls``).
+The kernels are the same (``QAttention`` too), so the speed is, and each row is rounded the same way
+whatever shares its batch. Values outside the calibrated range saturate.
 
 Torch-free: it reads and rewrites the ONNX file an export wrote (``finsignal model calibrate``).
 """
