@@ -148,6 +148,7 @@ def fuse_integer_matmuls(model: Any) -> int:
 
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
+    graph_outputs = {o.name for o in graph.output}
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
@@ -160,8 +161,7 @@ def fuse_integer_matmuls(model: Any) -> int:
             return users[0]
         return None
 
-    graph_outputs = {o.name for o in graph.output}
-    replace: dict[int, Any] = {}  # id(first node of a pattern) -> the fused node
+    fused_node: dict[int, Any] = {}  # id(the MatMulInteger of a pattern) -> its MatMulIntegerToFloat
     drop: set[int] = set()
     for node in graph.node:
         if node.op_type != "MatMulInteger" or len(node.input) != 4:
@@ -190,18 +190,18 @@ def fuse_integer_matmuls(model: Any) -> int:
                 inputs.append(other)
                 output = bias.output[0]
                 absorbed.append(bias)
-        replace[id(node)] = onnx.helper.make_node(
+        fused_node[id(node)] = onnx.helper.make_node(
             "MatMulIntegerToFloat", inputs, [output], name=f"{node.name}_to_float", domain="com.microsoft"
         )
         drop.update(id(n) for n in absorbed[1:])
         if len(consumers.get(product_name, [])) == 1:
             drop.add(id(product))
-    nodes = [replace.get(id(n), n) for n in graph.node if id(n) not in drop]
+    nodes = [fused_node.get(id(n), n) for n in graph.node if id(n) not in drop]
     del graph.node[:]
     graph.node.extend(nodes)
-    if replace and not any(op.domain == "com.microsoft" for op in model.opset_import):
+    if fused_node and not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return len(replace)
+    return len(fused_node)
 
 
 def calibrate_artifact(
