@@ -70,6 +70,7 @@ def test_eval_command_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert report["task"] == "sentiment"  # guessed from the file
     assert {"accuracy", "macro_f1", "n", "model_sha256", "per_class", "confusion_matrix"} <= set(report)
     assert report["model_sha256"] == sha256_file(DEFAULT_MODEL_DIR / "manifest.json")
+    assert (report["onnx_file"], report["int8_activation_scales"]) == ("model.int8.onnx", "fixed")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

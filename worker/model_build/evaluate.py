@@ -116,6 +116,9 @@ def run_eval_command(args: argparse.Namespace) -> int:
         print(f"finsignal model eval: {exc}", file=sys.stderr)
         return 2
     report["data"] = str(args.data)
+    report["onnx_file"] = classifier.artifact.onnx_path(args.target).name
+    if args.target == "cpu":  # fixed: the figures do not depend on --batch-size or the text order
+        report["int8_activation_scales"] = classifier.artifact.activation_scales
     if args.plot:
         report["plot"] = str(plot_confusion(report, args.plot))
     if args.json:
@@ -132,7 +135,9 @@ def _print_report(report: dict[str, Any]) -> None:
     console = Console()
     console.print(
         f"{report['task']} on {report['data']}: n={report['n']} accuracy={report['accuracy']:.4f} "
-        f"macro-F1={report['macro_f1']:.4f} (model {report['model_sha256'][:12]})"
+        f"macro-F1={report['macro_f1']:.4f} (model {report['model_sha256'][:12]}, {report['onnx_file']}"
+        + (f", {report['int8_activation_scales']} INT8 scales" if "int8_activation_scales" in report else "")
+        + ")"
     )
     table = Table()
     for column in ("class", "precision", "recall", "f1", "support"):
