@@ -18,8 +18,9 @@ transformers = pytest.importorskip("transformers")
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors  # noqa: E402
 
+from worker.cli import main  # noqa: E402
 from worker.model_build.artifact import verify_artifact  # noqa: E402
-from worker.model_build.build import BuildOptions, PruneTarget, run_build  # noqa: E402
+from worker.model_build.build import BuildOptions, PruneTarget, _load_tasks, run_build  # noqa: E402
 from worker.model_build.checkpoint import load_checkpoint  # noqa: E402
 from worker.model_build.data import (  # noqa: E402
     load_labelled,
@@ -206,6 +207,30 @@ def test_build_end_to_end_on_tiny_bert(
     manifest = run_build(replace(rerun, calibration_fraction=0.0))
     assert "reusing" not in capsys.readouterr().err
     assert manifest["metrics"]["train_rows"] == {"sentiment": 78, "topic": 78}
+
+
+def test_exclude_topic_leaves_it_out_of_training_and_the_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = _tiny_build_options(tmp_path, exclude_topics=("Energy",), speed_rounds=0)
+    full = _load_tasks(replace(options, exclude_topics=()))["topic"]
+    train, dev = _load_tasks(options)["topic"]
+    assert train.label_names == dev.label_names == ["Earnings", "Fed"]
+    assert not any("oil" in text or "opec" in text for text in train.texts + dev.texts)
+    # The other topics keep exactly the dev rows of a full build (the split is made before the cut).
+    kept_dev = [t for t, label in zip(full[1].texts, full[1].labels, strict=True) if label != 2]
+    assert dev.texts == kept_dev and len(train) == 52
+    manifest = run_build(options)
+    assert manifest["labels"]["topic"] == ["Earnings", "Fed"]
+    assert manifest["excluded_topics"] == ["Energy"]
+    assert manifest["metrics"]["int8_onnx_dev"]["topic"]["n"] == 8
+
+    sentiment, topic = options.sentiment_data, options.topic_data
+    args = ["model", "build", "--sentiment-data", str(sentiment), "--topic-data", str(topic)]
+    out = ["--out", str(tmp_path / "x"), "--work-dir", str(tmp_path / "w")]
+    assert main([*args, *out, "--exclude-topic", "Crypto"]) == 2
+    err = capsys.readouterr().err
+    assert "--exclude-topic" in err and "Crypto" in err and "Earnings" in err
 
 
 def test_retrieval_projection_is_trained_exported_and_part_of_the_resume_key(

@@ -25,7 +25,13 @@ from worker.model_build.artifact import TOKENIZER_NAME
 from worker.model_build.base_model import BASE_MODEL_NAME, base_tokenizer_path, load_base_encoder
 from worker.model_build.calibrate import sample_texts
 from worker.model_build.checkpoint import load_checkpoint, save_checkpoint
-from worker.model_build.data import LabelledTexts, load_labelled, split_calibration, split_dataset
+from worker.model_build.data import (
+    DataError,
+    LabelledTexts,
+    load_labelled,
+    split_calibration,
+    split_dataset,
+)
 from worker.model_build.model import MultiTaskModel, TeacherEnsemble
 from worker.model_build.prune import (
     apply_plan,
@@ -83,6 +89,8 @@ class BuildOptions:
     version: str = "1.0.0"
     limit: int | None = None  # rows per task (smoke runs and tests)
     calibration_fraction: float = 0.0  # of each train split held out of training (fusion gate fit)
+    # Topics left out of training and of the head entirely (for measuring KB edits on unseen topics).
+    exclude_topics: tuple[str, ...] = ()
     # The KB embedding through its own linear projection of the pooled vector (model.py), so the
     # geometry loss does not hold back the vector the heads read.
     retrieval_projection: bool = False
@@ -119,6 +127,13 @@ def _load_tasks(options: BuildOptions) -> dict[str, tuple[LabelledTexts, Labelle
         data = load_labelled(path, task)
         train_set, dev_set = split_dataset(data)
         train_set, _calibration = split_calibration(train_set, options.calibration_fraction)
+        if task == "topic" and options.exclude_topics:
+            # Split on every topic first, so the other topics' dev rows are those of a full build.
+            try:
+                train_set = train_set.without_labels(options.exclude_topics)
+                dev_set = dev_set.without_labels(options.exclude_topics)
+            except DataError as exc:
+                raise DataError(f"--exclude-topic: {exc}") from exc
         if options.limit:  # a random (seeded) slice: the files are sorted by label
             rng = np.random.default_rng(options.seed)
             train_set = train_set.subset(np.sort(rng.permutation(len(train_set))[: options.limit]))
@@ -316,6 +331,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
             "build_command": command,
             "name": options.name,
             "version": options.version,
+            **({"excluded_topics": list(options.exclude_topics)} if options.exclude_topics else {}),
         }
         return export_checkpoint(
             student_dir, options.out_dir, extra=extra, reuse_onnx=reuse_onnx, calibration_texts=calibration

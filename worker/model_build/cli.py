@@ -70,6 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="hold this share of each train split out of training, for `model fit-fusion` (e.g. 0.1)",
     )
     build.add_argument(
+        "--exclude-topic",
+        action="append",
+        default=None,
+        metavar="TOPIC",
+        help="leave this topic out of training and of the head entirely (repeatable)",
+    )
+    build.add_argument(
         "--retrieval-projection",
         action="store_true",
         help="give the KB embedding its own linear projection of the pooled vector (heads read the vector)",
@@ -183,6 +190,7 @@ def _build(args: argparse.Namespace) -> int:
         teacher_epochs=args.teacher_epochs,
         student_epochs=args.student_epochs,
         calibration_fraction=args.calibration_fraction,
+        exclude_topics=tuple(args.exclude_topic or ()),
         retrieval_projection=args.retrieval_projection,
         prune=replace(
             default_shape,
@@ -198,7 +206,13 @@ def _build(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"finsignal model build: {exc}", file=sys.stderr)
             return 2
-    run_build(options)
+    from worker.model_build.data import DataError
+
+    try:
+        run_build(options)
+    except DataError as exc:
+        print(f"finsignal model build: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

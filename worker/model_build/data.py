@@ -8,6 +8,7 @@ naming the file and line, so nothing is dropped silently.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,17 @@ class LabelledTexts:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def without_labels(self, names: Sequence[str]) -> LabelledTexts:
+        """The rows whose label is not one of ``names``; labels re-indexed over the names left."""
+        unknown = sorted(set(names) - set(self.label_names))
+        if unknown:
+            raise DataError(f"labels {unknown} are not in the data (labels: {self.label_names})")
+        kept = [name for name in self.label_names if name not in set(names)]
+        new_index = {self.label_names.index(name): i for i, name in enumerate(kept)}
+        rows = np.flatnonzero(np.isin(self.labels, list(new_index)))
+        labels = np.asarray([new_index[int(label)] for label in self.labels[rows]], dtype=np.int64)
+        return LabelledTexts([self.texts[i] for i in rows], labels, kept)
 
 
 def guess_task(path: Path) -> str:
