@@ -174,6 +174,9 @@ def test_calibrate_command_names_bad_data(
     assert main(["model", "calibrate", "--model-dir", str(artifact), "--data", str(bad)]) == 2
     assert f"{bad}:2" in capsys.readouterr().err
     assert verify_artifact(artifact).activation_scales == "dynamic"
+    # The same reader serves `model speed`: the bad line is named there too, not a traceback.
+    assert main(["model", "speed", "--data", str(bad), "--baseline", str(artifact)]) == 2
+    assert f"{bad}:2" in capsys.readouterr().err
 
 
 def test_shipped_model_has_fixed_scales() -> None:

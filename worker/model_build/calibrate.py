@@ -221,24 +221,6 @@ def calibrate_artifact(
     return summary
 
 
-def read_texts(paths: Sequence[Path]) -> list[str]:
-    texts: list[str] = []
-    for path in paths:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)["text"]
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise CalibrationError(f"{path}:{number}: not a JSON object with a text field") from exc
-                if isinstance(text, str) and text.strip():
-                    texts.append(text)
-    if not texts:
-        raise CalibrationError(f"no texts in {', '.join(map(str, paths))}")
-    return texts
-
-
 def _labelled_splits(paths: Sequence[Path], labels: dict[str, list[str]]) -> dict[str, tuple[Any, Any]]:
     """Per task, (train, dev) of each labelled file, split as the build splits it."""
     from worker.model_build.data import guess_task, load_labelled, split_dataset
@@ -277,7 +259,7 @@ def rescore_dev(model_dir: Path, dev: dict[str, Any]) -> None:
 
 
 def run_calibrate_command(args: argparse.Namespace) -> int:
-    from worker.model_build.data import DataError
+    from worker.model_build.data import DataError, read_texts
 
     try:
         splits = {}

@@ -149,14 +149,15 @@ def _positive_int(value: str) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from worker.model_build.calibrate import CalibrationError, read_texts, sample_texts
+    from worker.model_build.calibrate import sample_texts
+    from worker.model_build.data import DataError, read_texts
     from worker.model_build.export import export_dense
 
     texts = None
     if args.calibration_data:
         try:
             texts = sample_texts(read_texts(args.calibration_data))
-        except (CalibrationError, OSError) as exc:
+        except DataError as exc:
             print(f"finsignal model export: {exc}", file=sys.stderr)
             return 2
     if args.dense:

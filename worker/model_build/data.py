@@ -43,11 +43,29 @@ class LabelledTexts:
         unknown = sorted(set(names) - set(self.label_names))
         if unknown:
             raise DataError(f"labels {unknown} are not in the data (labels: {self.label_names})")
-        kept = [name for name in self.label_names if name not in set(names)]
+        dropped = set(names)
+        kept = [name for name in self.label_names if name not in dropped]
         new_index = {self.label_names.index(name): i for i, name in enumerate(kept)}
         rows = np.flatnonzero(np.isin(self.labels, list(new_index)))
         labels = np.asarray([new_index[int(label)] for label in self.labels[rows]], dtype=np.int64)
         return LabelledTexts([self.texts[i] for i in rows], labels, kept)
+
+
+def read_texts(paths: Sequence[Path]) -> list[str]:
+    """The ``text`` field of every non-blank line of each JSONL file, in order."""
+    texts: list[str] = []
+    for path in paths:
+        with _open(path) as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                text = _parse(line, path, number).get("text")
+                if not isinstance(text, str):
+                    raise DataError(f"{path}:{number}: needs a string field 'text'")
+                texts.append(text)
+    if not texts:
+        raise DataError(f"no texts in {', '.join(map(str, paths))}")
+    return texts
 
 
 def guess_task(path: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from worker.model_build.artifact import verify_artifact
+from worker.model_build.data import DataError, read_texts
 from worker.model_build.session import open_session
 from worker.model_build.tokenizer_files import encode_batch, runtime_tokenizer
 
@@ -69,18 +71,18 @@ def compare(
 
 
 def load_texts(path: Path, limit: int) -> list[str]:
-    texts: list[str] = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                texts.append(json.loads(line)["text"])
+    texts = read_texts([Path(path)])
     rng = np.random.default_rng(0)  # a fixed sample mixes short and long texts
     order = rng.permutation(len(texts))[:limit]
     return [texts[i] for i in order]
 
 
 def run_speed_command(args: argparse.Namespace) -> int:
-    texts = load_texts(args.data, args.limit)
+    try:
+        texts = load_texts(args.data, args.limit)
+    except DataError as exc:
+        print(f"finsignal model speed: {exc}", file=sys.stderr)
+        return 2
     result = compare(
         {"baseline": args.baseline, "model": args.model_dir},
         texts,
