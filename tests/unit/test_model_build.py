@@ -210,8 +210,9 @@ def test_build_end_to_end_on_tiny_bert(
 
 
 def test_exclude_topic_leaves_it_out_of_training_and_the_head(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setattr("worker.model_build.fusion_fit.CACHE_DIR", tmp_path / "fusion-cache")
     options = _tiny_build_options(tmp_path, exclude_topics=("Energy",), speed_rounds=0)
     full = _load_tasks(replace(options, exclude_topics=()))["topic"]
     train, dev = _load_tasks(options)["topic"]
@@ -225,7 +226,24 @@ def test_exclude_topic_leaves_it_out_of_training_and_the_head(
     assert manifest["excluded_topics"] == ["Energy"]
     assert manifest["metrics"]["int8_onnx_dev"]["topic"]["n"] == 8
 
+    # eval-fusion measures KB edits on the topic the encoder never saw: no head column, no KB point of it,
+    # then its held-out train rows published as exemplars (13: half of its 26 train rows).
     sentiment, topic = options.sentiment_data, options.topic_data
+    fusion_args = ["--sentiment-data", str(sentiment), "--topic-data", str(topic), "--per-topic"]
+    capsys.readouterr()
+    assert main(["model", "eval-fusion", "--model-dir", str(tmp_path / "artifact"), *fusion_args]) == 0
+    report = json.loads(capsys.readouterr().out)
+    edits = report["kb_edit_efficacy"]
+    energy = edits["per_topic"]["Energy"]
+    assert energy["encoder_saw_topic"] is False and energy["n_dev"] == 4
+    assert energy["recall_before"] == 0.0  # nothing can name it: not in the head, not in the KB
+    assert energy["recall_after"] > 0.0  # the published exemplars make it a label the fusion outputs
+    assert edits["per_topic"]["Fed"]["encoder_saw_topic"] is True
+    exposure = edits["by_encoder_exposure"]
+    assert (exposure["seen"]["topics"], exposure["unseen"]["topics"]) == (2, 1)
+    assert exposure["unseen"]["recall_after_mean"] == energy["recall_after"]
+    assert report["dev"]["topic"]["n"] == 8  # the other topics' dev rows, as in the build
+
     args = ["model", "build", "--sentiment-data", str(sentiment), "--topic-data", str(topic)]
     out = ["--out", str(tmp_path / "x"), "--work-dir", str(tmp_path / "w")]
     assert main([*args, *out, "--exclude-topic", "Crypto"]) == 2

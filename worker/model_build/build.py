@@ -28,9 +28,8 @@ from worker.model_build.checkpoint import load_checkpoint, save_checkpoint
 from worker.model_build.data import (
     DataError,
     LabelledTexts,
-    load_labelled,
-    split_calibration,
-    split_dataset,
+    UnknownLabelsError,
+    task_splits,
 )
 from worker.model_build.model import MultiTaskModel, TeacherEnsemble
 from worker.model_build.prune import (
@@ -124,16 +123,12 @@ def tokenize(tokenizer_path: Path, texts: list[str], max_len: int) -> list[list[
 def _load_tasks(options: BuildOptions) -> dict[str, tuple[LabelledTexts, LabelledTexts]]:
     splits = {}
     for task, path in (("sentiment", options.sentiment_data), ("topic", options.topic_data)):
-        data = load_labelled(path, task)
-        train_set, dev_set = split_dataset(data)
-        train_set, _calibration = split_calibration(train_set, options.calibration_fraction)
-        if task == "topic" and options.exclude_topics:
-            # Split on every topic first, so the other topics' dev rows are those of a full build.
-            try:
-                train_set = train_set.without_labels(options.exclude_topics)
-                dev_set = dev_set.without_labels(options.exclude_topics)
-            except DataError as exc:
-                raise DataError(f"--exclude-topic: {exc}") from exc
+        exclude = options.exclude_topics if task == "topic" else ()
+        try:
+            parts = task_splits(path, task, options.calibration_fraction, exclude)
+        except UnknownLabelsError as exc:
+            raise DataError(f"--exclude-topic: {exc}") from exc
+        train_set, dev_set = parts.train, parts.dev
         if options.limit:  # a random (seeded) slice: the files are sorted by label
             rng = np.random.default_rng(options.seed)
             train_set = train_set.subset(np.sort(rng.permutation(len(train_set))[: options.limit]))

@@ -26,6 +26,10 @@ class DataError(ValueError):
     """A data file is missing or malformed; the message names the file and line."""
 
 
+class UnknownLabelsError(DataError):
+    """Labels asked for by name (e.g. topics to leave out) that the data does not have."""
+
+
 @dataclass(frozen=True)
 class LabelledTexts:
     texts: list[str]
@@ -42,7 +46,7 @@ class LabelledTexts:
         """The rows whose label is not one of ``names``; labels re-indexed over the names left."""
         unknown = sorted(set(names) - set(self.label_names))
         if unknown:
-            raise DataError(f"labels {unknown} are not in the data (labels: {self.label_names})")
+            raise UnknownLabelsError(f"labels {unknown} are not in the data (labels: {self.label_names})")
         dropped = set(names)
         kept = [name for name in self.label_names if name not in dropped]
         new_index = {self.label_names.index(name): i for i, name in enumerate(kept)}
@@ -82,6 +86,19 @@ def guess_task(path: Path) -> str:
             if number > 50:
                 break
     raise DataError(f"{path}: no 'sentiment' or 'topic' labels found in the first lines; pass --task")
+
+
+def labelled_tasks(path: Path) -> list[str]:
+    """The tasks ("sentiment", "topic") with at least one label in the JSONL file ``path``."""
+    found: set[str] = set()
+    with _open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                row = _parse(line, path, number)
+                found.update(task for task in ("sentiment", "topic") if row.get(task) is not None)
+    if not found:
+        raise DataError(f"{path}: no line has a 'sentiment' or 'topic' label")
+    return sorted(found)
 
 
 def load_labelled(path: Path, task: str, label_names: list[str] | None = None) -> LabelledTexts:
@@ -137,6 +154,42 @@ def stratified_split(
 def split_dataset(data: LabelledTexts) -> tuple[LabelledTexts, LabelledTexts]:
     train, dev = stratified_split(data.labels)
     return data.subset(train), data.subset(dev)
+
+
+@dataclass(frozen=True)
+class TaskSplits:
+    """A build's partition of one task's file: what the model trained on, was scored on, never saw."""
+
+    train: LabelledTexts
+    dev: LabelledTexts
+    calibration: LabelledTexts  # held out of training for the fusion gate fit (empty: none)
+    # Rows of each excluded label, per split name ("train", "dev", "calibration"); label_names of each
+    # part keep the full data's labels, so a row's label still names its topic.
+    excluded: dict[str, dict[str, LabelledTexts]]
+
+
+def task_splits(
+    path: Path, task: str, calibration_fraction: float = 0.0, exclude: Sequence[str] = ()
+) -> TaskSplits:
+    """Load ``path`` and split it exactly as ``model build`` does.
+
+    The dev and calibration splits are drawn on every label first, so leaving labels out (``exclude``)
+    keeps the other labels' rows where a full build puts them.
+    """
+    train, dev = split_dataset(load_labelled(path, task))
+    train, calibration = split_calibration(train, calibration_fraction)
+    parts = {"train": train, "dev": dev, "calibration": calibration}
+    if not exclude:
+        return TaskSplits(train, dev, calibration, {})
+    kept = {split: part.without_labels(exclude) for split, part in parts.items()}
+    excluded = {
+        name: {
+            split: part.subset(np.flatnonzero(part.labels == part.label_names.index(name)))
+            for split, part in parts.items()
+        }
+        for name in exclude
+    }
+    return TaskSplits(kept["train"], kept["dev"], kept["calibration"], excluded)
 
 
 def split_calibration(train: LabelledTexts, fraction: float) -> tuple[LabelledTexts, LabelledTexts]:

@@ -46,9 +46,7 @@ from worker.model_build.artifact import ArtifactError, load_manifest, write_mani
 from worker.model_build.data import (
     DataError,
     LabelledTexts,
-    load_labelled,
-    split_calibration,
-    split_dataset,
+    task_splits,
 )
 
 CACHE_DIR = Path(".cache/fusion-fit")
@@ -94,6 +92,15 @@ class Context:
     train: dict[str, Encoded] = field(default_factory=dict)
     dev: dict[str, Encoded] = field(default_factory=dict)
     calibration: dict[str, Encoded] = field(default_factory=dict)
+    # Topics the model's build left out of training entirely (manifest ``excluded_topics``), and their
+    # rows per split ("train", "dev"); labels index ``data_topics``.
+    excluded_topics: list[str] = field(default_factory=list)
+    held_out: dict[str, Encoded] = field(default_factory=dict)
+
+    @property
+    def data_topics(self) -> list[str]:
+        """Every topic of the data: the head's, then the excluded ones (the label order of ``held_out``)."""
+        return self.head_topics + self.excluded_topics
 
     @property
     def fit_split(self) -> str:
@@ -165,24 +172,42 @@ def load_context(
         kb=kb,
         kb_embedding=_encode_cached(encoder, [e.text for e in kb], "kb")["embedding"],
     )
-    fraction = calibration_fraction(model_dir)
+    manifest = load_manifest(model_dir)
+    fraction = float(manifest.get("metrics", {}).get("calibration_split", {}).get("fraction_of_train", 0.0))
+    ctx.excluded_topics = list(manifest.get("excluded_topics", []))
     for task, path in (("sentiment", sentiment_data), ("topic", topic_data)):
         names = ctx.sentiments if task == "sentiment" else ctx.head_topics
-        train, dev = split_dataset(load_labelled(path, task, names))
-        train, calibration = split_calibration(train, fraction)
+        # The build's own partition, so dev rows are rows the encoder never trained on.
+        parts = task_splits(path, task, fraction, ctx.excluded_topics if task == "topic" else ())
+        train, dev, calibration = (
+            _in_label_order(p, names, path) for p in (parts.train, parts.dev, parts.calibration)
+        )
         splits = [("train", _sample(train, train_limit, seed)), ("dev", dev)]
         if len(calibration):
             splits.append(("calibration", calibration))
         for split, data in splits:
             out = _encode_cached(encoder, data.texts, f"{task}-{split}")
             getattr(ctx, split)[task] = Encoded(data.texts, data.labels, **out)
+    for split in ("train", "dev"):
+        rows = [
+            (text, ctx.data_topics.index(name))
+            for name, by_split in parts.excluded.items()
+            for text in by_split[split].texts
+        ]
+        if rows:
+            texts = [text for text, _ in rows]
+            out = _encode_cached(encoder, texts, f"topic-held-out-{split}")
+            ctx.held_out[split] = Encoded(texts, np.array([label for _, label in rows]), **out)
     return ctx
 
 
-def calibration_fraction(model_dir: Path) -> float:
-    """The share of train the model's build held out of training (0 for older builds)."""
-    split = load_manifest(model_dir).get("metrics", {}).get("calibration_split", {})
-    return float(split.get("fraction_of_train", 0.0))
+def _in_label_order(data: LabelledTexts, names: list[str], path: Path) -> LabelledTexts:
+    """``data`` with labels re-indexed to the model's label order ``names``."""
+    unknown = sorted(set(data.label_names) - set(names))
+    if unknown:
+        raise DataError(f"{path}: labels {unknown} are not among the model's labels {names}")
+    index = np.array([names.index(name) for name in data.label_names], dtype=np.int64)
+    return LabelledTexts(data.texts, index[data.labels] if len(data) else data.labels, names)
 
 
 # --- episodes ---------------------------------------------------------------------------------------
@@ -218,36 +243,55 @@ def plain_episodes(ctx: Context, params: FusionParams, split: str, with_kb: bool
 def new_topic_episode(
     ctx: Context,
     params: FusionParams,
-    topic: int,
+    name: str,
     score: Encoded,
     rng: np.random.Generator,
     publish: bool = True,
+    starter_points: bool = False,
 ) -> tuple[Episode, np.ndarray]:
-    """Topic ``topic`` removed from head and KB; 20 train exemplars of it published (if ``publish``).
+    """Topic ``name`` out of the head and the KB; 20 train exemplars of it published (if ``publish``).
 
-    Returns the episode (scored on ``score`` minus the exemplars) and the exemplar rows of train.
+    A head topic loses its logit column; an excluded topic (``ctx.excluded_topics``) never had one, and
+    its exemplars come from its held-out train rows. ``starter_points`` keeps the KB's own points of the
+    topic (what the shipped KB alone does for it). Returns the episode (scored on ``score``, minus the
+    exemplars when they come from it) and the exemplar rows of their pool.
     """
-    name = ctx.head_topics[topic]
-    keep = np.array([i for i in range(len(ctx.head_topics)) if i != topic])
+    keep = np.array([i for i, topic in enumerate(ctx.head_topics) if topic != name])
     head_topics = [ctx.head_topics[i] for i in keep]
-    train = ctx.train["topic"]
-    members = np.flatnonzero(train.labels == topic)
+    pool = ctx.train["topic"] if name in ctx.head_topics else ctx.held_out["train"]
+    members = np.flatnonzero(pool.labels == ctx.data_topics.index(name))
     exemplars = rng.choice(members, min(N_EXEMPLARS, len(members) // 2), replace=False)
-    kb_rows = [i for i, e in enumerate(ctx.kb) if e.topic != name]
+    kb_rows = [i for i, e in enumerate(ctx.kb) if starter_points or e.topic != name]
     entries = [ctx.kb[i] for i in kb_rows]
     vectors = [ctx.kb_embedding[kb_rows]]
     if publish:
-        entries += [_exemplar(f"new:{i}", train.texts[i], name, None, "macro") for i in exemplars]
-        vectors.append(train.embedding[exemplars])
+        entries += [_exemplar(f"new:{i}", pool.texts[i], name, None, "macro") for i in exemplars]
+        vectors.append(pool.embedding[exemplars])
     index = _index(ctx, entries, np.concatenate(vectors), head_topics)
     fusion = Fusion(params, head_topics, ctx.sentiments, TOP_M, TOP_GROUPS)
     rows = np.arange(len(score.labels))
-    if score is train:
+    if score is pool:
         rows = np.setdiff1d(rows, exemplars)
     position = {t: i for i, t in enumerate(index.topics)}
-    targets = np.array([position.get(ctx.head_topics[label], -1) for label in score.labels[rows]])
+    targets = np.array([position.get(ctx.data_topics[label], -1) for label in score.labels[rows]])
     episode = Episode("topic", fusion, index, score, rows, targets, topic_keep=keep, name=f"new:{name}")
     return episode, exemplars
+
+
+def edit_scoring_rows(ctx: Context, name: str) -> Encoded:
+    """Dev rows a new-topic edit is scored on: the head's topics, plus the topic's own held-out rows."""
+    dev = ctx.dev["topic"]
+    if name in ctx.head_topics:
+        return dev
+    held = ctx.held_out["dev"]
+    rows = np.flatnonzero(held.labels == ctx.data_topics.index(name))
+    return Encoded(
+        dev.texts + [held.texts[i] for i in rows],
+        np.concatenate([dev.labels, held.labels[rows]]),
+        np.concatenate([dev.embedding, held.embedding[rows]]),
+        np.concatenate([dev.sentiment_logits, held.sentiment_logits[rows]]),
+        np.concatenate([dev.topic_logits, held.topic_logits[rows]]),
+    )
 
 
 def correction_episode(
@@ -341,8 +385,8 @@ def training_episodes(ctx: Context, params: FusionParams, seed: int) -> list[Epi
     rng = np.random.default_rng(seed)
     scored = getattr(ctx, ctx.fit_split)
     episodes = plain_episodes(ctx, params, ctx.fit_split)
-    for topic in range(len(ctx.head_topics)):
-        episodes.append(new_topic_episode(ctx, params, topic, scored["topic"], rng)[0])
+    for name in ctx.head_topics:
+        episodes.append(new_topic_episode(ctx, params, name, scored["topic"], rng)[0])
     for task in TASKS:
         data = scored[task]
         rows = rng.choice(len(data.labels), min(300, len(data.labels)), replace=False)
@@ -398,43 +442,60 @@ def evaluate(ctx: Context, params: FusionParams, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed + 1)
     report: dict[str, Any] = {"dev": evaluate_dev(ctx, params)}
 
-    # KB edit efficacy: per topic, drop it from head and KB, then publish 20 train exemplars of it.
-    dev_topic = ctx.dev["topic"]
+    # KB edit efficacy: per topic, drop it from head and KB, then publish 20 train exemplars of it. A
+    # topic the build excluded was never in the head nor in the encoder's training: the issue's setting.
     per_topic: dict[str, Any] = {}
-    for topic in tqdm(
-        range(len(ctx.head_topics)), desc="KB edit efficacy (per topic)", leave=False, disable=None
-    ):
-        state = rng.bit_generator.state
-        before, _ = new_topic_episode(ctx, params, topic, dev_topic, rng, publish=False)
-        rng.bit_generator.state = state  # same exemplars drawn in both settings
-        after, _ = new_topic_episode(ctx, params, topic, dev_topic, rng, publish=True)
-        p_before, p_after = predict(before), predict(after)
-        name = ctx.head_topics[topic]
-        assert before.index is not None and after.index is not None  # new-topic episodes carry a KB
-        names_before = np.array(before.index.topics)[p_before]
-        names_after = np.array(after.index.topics)[p_after]
-        truth = np.array(ctx.head_topics)[dev_topic.labels[before.rows]]
-        is_topic = truth == name
-        others = ~is_topic
-        per_topic[name] = {
-            "n_dev": int(is_topic.sum()),
-            "recall_before": float((names_before[is_topic] == name).mean()),
-            "recall_after": float((names_after[is_topic] == name).mean()),
-            "other_accuracy_before": float((names_before[others] == truth[others]).mean()),
-            "other_accuracy_after": float((names_after[others] == truth[others]).mean()),
+    for name in tqdm(ctx.data_topics, desc="KB edit efficacy (per topic)", leave=False, disable=None):
+        per_topic[name] = _edit_report(ctx, params, name, rng)
+    report["kb_edit_efficacy"] = {"exemplars": N_EXEMPLARS, **_edit_summary(per_topic.values())}
+    if ctx.excluded_topics:
+        report["kb_edit_efficacy"]["by_encoder_exposure"] = {
+            seen: _edit_summary([v for v in per_topic.values() if v["encoder_saw_topic"] == (seen == "seen")])
+            for seen in ("seen", "unseen")
         }
-    recalls = [v["recall_after"] for v in per_topic.values()]
-    moves = [100 * (v["other_accuracy_after"] - v["other_accuracy_before"]) for v in per_topic.values()]
-    report["kb_edit_efficacy"] = {
-        "exemplars": N_EXEMPLARS,
+    report["kb_edit_efficacy"]["per_topic"] = per_topic
+    report["corrections"] = corrections(ctx, params, rng)
+    return report
+
+
+def _edit_report(ctx: Context, params: FusionParams, name: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Recall of ``name`` and accuracy on the other topics: no KB points of it, 20 exemplars, starter KB."""
+    score = edit_scoring_rows(ctx, name)
+    state = rng.bit_generator.state
+    predicted: dict[str, np.ndarray] = {}
+    rows = np.zeros(0, np.int64)
+    for setting, publish, starter in (
+        ("before", False, False),
+        ("starter", False, True),
+        ("after", True, False),
+    ):
+        rng.bit_generator.state = state  # the same exemplars drawn in every setting
+        episode, _ = new_topic_episode(ctx, params, name, score, rng, publish, starter)
+        assert episode.index is not None  # new-topic episodes carry a KB
+        predicted[setting] = np.array(episode.index.topics)[predict(episode)]
+        rows = episode.rows
+    truth = np.array(ctx.data_topics)[score.labels[rows]]
+    is_topic, others = truth == name, truth != name
+    out: dict[str, Any] = {"n_dev": int(is_topic.sum()), "encoder_saw_topic": name in ctx.head_topics}
+    for setting, names in predicted.items():
+        label = "starter_kb" if setting == "starter" else setting
+        out[f"recall_{label}"] = float((names[is_topic] == name).mean())
+        out[f"other_accuracy_{label}"] = float((names[others] == truth[others]).mean())
+    return out
+
+
+def _edit_summary(per_topic: Any) -> dict[str, Any]:
+    """Recall after the 20-exemplar publish and the largest move on the other topics, over ``per_topic``."""
+    rows = list(per_topic)
+    recalls = [v["recall_after"] for v in rows]
+    moves = [100 * (v["other_accuracy_after"] - v["other_accuracy_before"]) for v in rows]
+    return {
+        "topics": len(rows),
         "recall_after_mean": float(np.mean(recalls)),
         "recall_after_min": float(np.min(recalls)),
         "topics_with_recall_ge_0.7": int(sum(r >= 0.7 for r in recalls)),
         "other_accuracy_move_points_max_abs": float(np.max(np.abs(moves))),
-        "per_topic": per_topic,
     }
-    report["corrections"] = corrections(ctx, params, rng)
-    return report
 
 
 def _paraphrases(text: str) -> list[str]:
@@ -449,7 +510,8 @@ def corrections(ctx: Context, params: FusionParams, rng: np.random.Generator, n:
         dev = ctx.dev[task]
         plain = plain_episodes(ctx, params, "dev")[TASKS.index(task)]
         before = predict(plain)
-        chosen = rng.choice(len(dev.labels), n, replace=False)
+        count = min(n, len(dev.labels))  # small dev files (tests) have fewer rows than corrections
+        chosen = rng.choice(len(dev.labels), count, replace=False)
         para_texts = [p for row in chosen for p in _paraphrases(dev.texts[row])]
         para = ctx.encoder.encode(para_texts)
         para_data = Encoded(
@@ -472,10 +534,10 @@ def corrections(ctx: Context, params: FusionParams, rng: np.random.Generator, n:
             p_ep = Episode(task, episode.fusion, episode.index, para_data, rows, np.repeat(new, 3))
             flipped_para += int((predict(p_ep) == new[0]).sum())
         out[task] = {
-            "corrections": n,
-            "message_flipped": flipped_self / n,
-            "paraphrases_flipped": flipped_para / (3 * n),
-            "other_predictions_changed": changed_other / (n * (len(dev.labels) - 1)),
+            "corrections": count,
+            "message_flipped": flipped_self / count,
+            "paraphrases_flipped": flipped_para / (3 * count),
+            "other_predictions_changed": changed_other / (count * max(len(dev.labels) - 1, 1)),
         }
     return out
 
