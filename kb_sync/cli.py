@@ -30,7 +30,7 @@ KB_SETTINGS = [
 ]
 # Modules adding more `kb` sub-commands: each defines register_kb(kb_subparsers). `kb explain` (the
 # fusion owner's) goes here; a module that is not there yet is skipped.
-KB_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("worker.fusion_cli",)
+KB_EXTRA_COMMAND_MODULES: tuple[str, ...] = ("worker.fusion_cli", "worker.kb_audit")
 
 _TEXT_WIDTH = 70
 
