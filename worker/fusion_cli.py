@@ -14,12 +14,8 @@ from worker.cli import add_settings_flags, settings_from_args
 from worker.config import Settings
 from worker.fusion import Fusion, FusionParams, FusionResult, KnowledgeIndex
 
-EXPLAIN_SETTINGS = [
-    "redis_url",
-    "redis_password",
-    "redis_password_file",
-    "kb_namespace",
-    "kb_max_entries",
+# What classifying with the KB needs (`kb explain`, `kb audit`); explain adds where the KB lives.
+FUSION_SETTINGS = [
     "kb_top_m",
     "kb_top_groups",
     "model_dir",
@@ -27,6 +23,14 @@ EXPLAIN_SETTINGS = [
     "intra_op_threads",
     "max_tokens",
     "log_level",
+]
+EXPLAIN_SETTINGS = [
+    "redis_url",
+    "redis_password",
+    "redis_password_file",
+    "kb_namespace",
+    "kb_max_entries",
+    *FUSION_SETTINGS,
 ]
 
 

@@ -18,16 +18,8 @@ import numpy as np
 
 from worker.cli import add_settings_flags, settings_from_args
 from worker.fusion import TASKS, Fusion, FusionParams, KnowledgeIndex
+from worker.fusion_cli import FUSION_SETTINGS
 
-AUDIT_SETTINGS = [
-    "kb_top_m",
-    "kb_top_groups",
-    "model_dir",
-    "provider",
-    "intra_op_threads",
-    "max_tokens",
-    "log_level",
-]
 BATCH = 64
 
 
@@ -44,7 +36,7 @@ def register_kb(kb_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     audit.add_argument("--task", choices=TASKS, default=None, help="one task (default: each the file labels)")
     audit.add_argument("--top", type=int, default=10, help="points listed per table (default 10)")
     audit.add_argument("--json", action="store_true", help="print one JSON object")
-    add_settings_flags(audit, only=AUDIT_SETTINGS)
+    add_settings_flags(audit, only=FUSION_SETTINGS)
     audit.set_defaults(handler=_audit)
 
 
