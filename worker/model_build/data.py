@@ -73,19 +73,9 @@ def read_texts(paths: Sequence[Path]) -> list[str]:
 
 
 def guess_task(path: Path) -> str:
-    """``sentiment`` or ``topic``: whichever label field the first labelled lines carry."""
-    with _open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            row = _parse(line, path, number)
-            if row.get("topic") is not None:
-                return "topic"
-            if row.get("sentiment") is not None:
-                return "sentiment"
-            if number > 50:
-                break
-    raise DataError(f"{path}: no 'sentiment' or 'topic' labels found in the first lines; pass --task")
+    """``topic`` if the file has topic labels, else ``sentiment`` (for commands taking one ``--task``)."""
+    tasks = labelled_tasks(path)
+    return "topic" if "topic" in tasks else tasks[0]
 
 
 def labelled_tasks(path: Path) -> list[str]:
@@ -97,7 +87,7 @@ def labelled_tasks(path: Path) -> list[str]:
                 row = _parse(line, path, number)
                 found.update(task for task in ("sentiment", "topic") if row.get(task) is not None)
     if not found:
-        raise DataError(f"{path}: no line has a 'sentiment' or 'topic' label")
+        raise DataError(f"{path}: no line has a 'sentiment' or 'topic' label; pass --task")
     return sorted(found)
 
 
