@@ -229,7 +229,16 @@ def test_exclude_topic_leaves_it_out_of_training_and_the_head(
     # eval-fusion measures KB edits on the topic the encoder never saw: no head column, no KB point of it,
     # then its held-out train rows published as exemplars (13: half of its 26 train rows).
     sentiment, topic = options.sentiment_data, options.topic_data
-    fusion_args = ["--sentiment-data", str(sentiment), "--topic-data", str(topic), "--per-topic"]
+    plot = tmp_path / "edits.png"
+    fusion_args = [
+        "--sentiment-data",
+        str(sentiment),
+        "--topic-data",
+        str(topic),
+        "--per-topic",
+        "--plot",
+        str(plot),
+    ]
     capsys.readouterr()
     assert main(["model", "eval-fusion", "--model-dir", str(tmp_path / "artifact"), *fusion_args]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -243,6 +252,7 @@ def test_exclude_topic_leaves_it_out_of_training_and_the_head(
     assert (exposure["seen"]["topics"], exposure["unseen"]["topics"]) == (2, 1)
     assert exposure["unseen"]["recall_after_mean"] == energy["recall_after"]
     assert report["dev"]["topic"]["n"] == 8  # the other topics' dev rows, as in the build
+    assert report["plot"] == str(plot) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     args = ["model", "build", "--sentiment-data", str(sentiment), "--topic-data", str(topic)]
     out = ["--out", str(tmp_path / "x"), "--work-dir", str(tmp_path / "w")]

@@ -138,6 +138,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_fusion_arguments(eval_fusion, DEFAULT_MODEL_DIR)
     eval_fusion.add_argument("--per-topic", action="store_true", help="include per-topic edit figures")
+    eval_fusion.add_argument(
+        "--plot", type=Path, default=None, help="write the per-topic edit figures as a PNG chart"
+    )
     eval_fusion.set_defaults(handler=_eval_fusion)
 
 

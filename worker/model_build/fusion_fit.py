@@ -606,6 +606,11 @@ def run_eval_command(args: argparse.Namespace) -> int:
     params = FusionParams.load(args.model_dir)
     report = evaluate(ctx, params, args.seed)
     report["params"] = "fitted" if params.meta else "zero-shot defaults"
+    if args.plot:
+        from worker.model_build.fusion_plot import plot_edit_efficacy
+
+        per_topic = report["kb_edit_efficacy"]["per_topic"]
+        report["plot"] = str(plot_edit_efficacy(per_topic, args.plot, f"KB edit efficacy: {args.model_dir}"))
     if not args.per_topic:
         report["kb_edit_efficacy"].pop("per_topic")
     print(json.dumps(report, indent=2))
