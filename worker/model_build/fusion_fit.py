@@ -175,10 +175,13 @@ def load_context(
     manifest = load_manifest(model_dir)
     fraction = float(manifest.get("metrics", {}).get("calibration_split", {}).get("fraction_of_train", 0.0))
     ctx.excluded_topics = list(manifest.get("excluded_topics", []))
+    excluded_rows: dict[str, dict[str, LabelledTexts]] = {}  # the topic file's, per excluded topic
     for task, path in (("sentiment", sentiment_data), ("topic", topic_data)):
         names = ctx.sentiments if task == "sentiment" else ctx.head_topics
         # The build's own partition, so dev rows are rows the encoder never trained on.
         parts = task_splits(path, task, fraction, ctx.excluded_topics if task == "topic" else ())
+        if task == "topic":
+            excluded_rows = parts.excluded
         train, dev, calibration = (
             _in_label_order(p, names, path) for p in (parts.train, parts.dev, parts.calibration)
         )
@@ -191,7 +194,7 @@ def load_context(
     for split in ("train", "dev"):
         rows = [
             (text, ctx.data_topics.index(name))
-            for name, by_split in parts.excluded.items()
+            for name, by_split in excluded_rows.items()
             for text in by_split[split].texts
         ]
         if rows:
