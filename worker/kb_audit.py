@@ -9,6 +9,7 @@ report can say "point X turned 7 right answers wrong" and the expert can fix or 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from worker.fusion import TASKS, Fusion, FusionParams, KnowledgeIndex
 from worker.fusion_cli import FUSION_SETTINGS
 
 BATCH = 64
+MAX_POINT_CHARS = 1000  # the KB entry schema's cap on text
 
 
 def register_kb(kb_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,18 +38,31 @@ def register_kb(kb_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     audit.add_argument("--task", choices=TASKS, default=None, help="one task (default: each the file labels)")
     audit.add_argument("--top", type=int, default=10, help="points listed per table (default 10)")
     audit.add_argument("--json", action="store_true", help="print one JSON object")
+    audit.add_argument(
+        "--suggest",
+        type=Path,
+        default=None,
+        metavar="DELTA.jsonl",
+        help="write the messages the KB got wrong, with their labels, as a delta to review and "
+        "`kb publish --delta`",
+    )
+    audit.add_argument(
+        "--suggest-limit", type=int, default=20, help="suggestions per task and kind (default 20)"
+    )
     add_settings_flags(audit, only=FUSION_SETTINGS)
     audit.set_defaults(handler=_audit)
 
 
 @dataclass
 class TaskAudit:
-    """Per message: the head's label, the fused label, the truth, and the point charged (-1: none)."""
+    """Per message: the head's label, the fused label, the truth, the point charged (-1: none) and the
+    most attended point (-1: none)."""
 
     head: np.ndarray
     fused: np.ndarray
     truth: np.ndarray
     charged: np.ndarray
+    top_point: np.ndarray
 
 
 def audit_task(
@@ -57,7 +72,7 @@ def audit_task(
     from tqdm.auto import tqdm
 
     point_label = index.point_topic if task == "topic" else index.point_sentiment
-    head, fused, charged = [], [], []
+    head, fused, charged, top_point = [], [], [], []
     for start in tqdm(range(0, len(texts), BATCH), desc=f"audit {task}", unit="batch", disable=None):
         out = encoder.encode(texts[start : start + BATCH])
         logits = out.topic_logits if task == "topic" else out.sentiment_logits
@@ -68,6 +83,7 @@ def audit_task(
         head.append(logits.argmax(axis=1))
         fused.append(with_kb)
         charge = np.full(len(with_kb), -1, dtype=np.int64)
+        top_point.append(readout.points[:, 0] if readout is not None else charge.copy())
         if readout is not None:
             points = readout.points  # highest attention first; -1 = empty slot
             carries = (points >= 0) & (point_label[np.maximum(points, 0)] == with_kb[:, None])
@@ -75,7 +91,55 @@ def audit_task(
             found = carries.any(axis=1)
             charge[found] = points[found, first[found]]
         charged.append(charge)
-    return TaskAudit(np.concatenate(head), np.concatenate(fused), truth, np.concatenate(charged))
+    return TaskAudit(
+        np.concatenate(head), np.concatenate(fused), truth, np.concatenate(charged), np.concatenate(top_point)
+    )
+
+
+SUGGESTION_KINDS = {
+    "broke": "the KB turned the head's right answer wrong",
+    "new_label_missed": "labelled with a KB-only label the fusion did not output",
+    "new_label_wrong": "given a KB-only label it does not have",
+}
+
+
+def suggestions(
+    result: TaskAudit, texts: list[str], index: KnowledgeIndex, task: str, limit: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Delta upserts an expert may review and publish: the messages the KB got wrong, labelled right.
+
+    Up to ``limit`` per kind (file order): where the KB broke a right answer (a counter-example), where a
+    message of a KB-only topic was missed (one more exemplar), and where a KB-only topic was given to a
+    message of another label (a counter-example). Each goes to the group of its most attended point.
+    """
+    labels = index.topics if task == "topic" else index.sentiments
+    n_head = index.n_head_topics if task == "topic" else len(labels)
+    wrong = result.fused != result.truth
+    masks = {
+        "broke": wrong & (result.fused != result.head) & (result.head == result.truth),
+        "new_label_missed": wrong & (result.truth >= n_head),
+        "new_label_wrong": wrong & (result.fused >= n_head),
+    }
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind, mask in masks.items():
+        out[kind] = []
+        for row in np.flatnonzero(mask)[:limit]:
+            point = int(result.top_point[row])
+            text = texts[row][:MAX_POINT_CHARS]
+            predicted = labels[int(result.fused[row])]
+            out[kind].append(
+                {
+                    "op": "upsert",
+                    "id": f"audit:{task}:{hashlib.sha256(text.encode()).hexdigest()[:12]}",
+                    "kind": "exemplar",
+                    "text": text,
+                    task: labels[int(result.truth[row])],
+                    "group": index.entries[point].group if point >= 0 else "macro",
+                    "author": "kb audit",
+                    "note": f"kb audit: {SUGGESTION_KINDS[kind]} (predicted {predicted})",
+                }
+            )
+    return out
 
 
 def summarise(result: TaskAudit, index: KnowledgeIndex, task: str, top: int) -> dict[str, Any]:
@@ -113,7 +177,15 @@ def summarise(result: TaskAudit, index: KnowledgeIndex, task: str, top: int) -> 
     }
 
 
-def run_audit(settings: Any, data: Path, kb_path: Path | None, task: str | None, top: int) -> dict[str, Any]:
+def run_audit(
+    settings: Any,
+    data: Path,
+    kb_path: Path | None,
+    task: str | None,
+    top: int,
+    suggest: Path | None = None,
+    suggest_limit: int = 20,
+) -> dict[str, Any]:
     """The audit report (plain JSON types); raises DataError / KBFileError / ArtifactError on bad input."""
     from kb_sync.loader import DEFAULT_KB_PATH, load_kb_file
     from kb_sync.model import KBSnapshot
@@ -136,12 +208,23 @@ def run_audit(settings: Any, data: Path, kb_path: Path | None, task: str | None,
         "fusion_params": "fitted" if params.meta else "zero-shot defaults",
         "tasks": {},
     }
+    suggested: dict[str, dict[str, Any]] = {}  # id -> upsert line
     for name in tasks:
         # Labels the head lacks may still be KB-only labels of this KB (index.topics extends the head).
         labels = index.topics if name == "topic" else index.sentiments
         rows = load_labelled(data, name, list(labels))
         result = audit_task(encoder, fusion, index, rows.texts, rows.labels, name)
         report["tasks"][name] = summarise(result, index, name, top)
+        if suggest is not None:
+            by_kind = suggestions(result, rows.texts, index, name, suggest_limit)
+            report["tasks"][name]["suggested"] = {kind: len(lines) for kind, lines in by_kind.items()}
+            suggested.update((line["id"], line) for lines in by_kind.values() for line in lines)
+    if suggest is not None:
+        import orjson
+
+        suggest.parent.mkdir(parents=True, exist_ok=True)
+        suggest.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in suggested.values()))
+        report["suggestions"] = {"path": str(suggest), "points": len(suggested)}
     return report
 
 
@@ -150,12 +233,14 @@ def _audit(args: argparse.Namespace) -> int:
     from worker.model_build.artifact import ArtifactError
     from worker.model_build.data import DataError
 
-    if args.top < 1:
-        print("finsignal kb audit: --top must be >= 1", file=sys.stderr)
+    if args.top < 1 or args.suggest_limit < 1:
+        print("finsignal kb audit: --top and --suggest-limit must be >= 1", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
     try:
-        report = run_audit(settings, args.data, args.kb, args.task, args.top)
+        report = run_audit(
+            settings, args.data, args.kb, args.task, args.top, args.suggest, args.suggest_limit
+        )
     except (DataError, KBFileError, ArtifactError, OSError) as exc:
         print(f"finsignal kb audit: {exc}", file=sys.stderr)
         return 2
@@ -205,3 +290,9 @@ def _print(report: dict[str, Any]) -> None:
                     item["text"],
                 )
             console.print(table)
+    if "suggestions" in report:
+        suggestions = report["suggestions"]
+        console.print(
+            f"wrote {suggestions['points']} suggested points to {suggestions['path']}: review them, then "
+            f"`finsignal kb publish --delta {suggestions['path']}`"
+        )

@@ -71,3 +71,35 @@ def test_audit_refuses_labels_neither_the_model_nor_the_kb_has(
     assert "Weather" in err and "Earnings" in err
     assert main(["kb", "audit", "--data", str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_audit_suggests_a_reviewable_delta_that_repairs_what_the_kb_broke(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kb_sync.loader import load_kb_file
+
+    # A message labelled with the KB-only topic that no point of it resembles: the fusion misses it.
+    missed = "Board raises the quarterly dividend by five percent"
+    data = write_jsonl(
+        tmp_path / "labelled.jsonl", [*MESSAGES, {"text": missed, "topic": "Stablecoin Depeg"}]
+    )
+    kb = write_jsonl(tmp_path / "kb.jsonl", KB)
+    delta = tmp_path / "suggested.jsonl"
+    args = ["kb", "audit", "--data", str(data), "--kb", str(kb), "--task", "topic", "--suggest", str(delta)]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tasks"]["topic"]["suggested"] == {"broke": 1, "new_label_missed": 1, "new_label_wrong": 0}
+    parsed = load_kb_file(delta, delta=True)  # a valid delta for `kb publish --delta`
+    assert report["suggestions"]["points"] == len(parsed.upserts) == 2
+    oil = [e for e in parsed.upserts if e.text == OIL]
+    assert len(oil) == 1 and oil[0].topic == "Energy | Oil" and oil[0].group == "equities"
+    assert "turned the head's right answer wrong" in (oil[0].note or "")
+    assert [e.topic for e in parsed.upserts if e.text == missed] == ["Stablecoin Depeg"]
+
+    # Applying the suggestions repairs the message the expert's slip broke.
+    lines = [json.loads(line) for line in delta.read_text().splitlines()]
+    points = KB + [{k: v for k, v in line.items() if k != "op"} for line in lines]
+    repaired = write_jsonl(tmp_path / "kb2.jsonl", points)
+    assert main(["kb", "audit", "--data", str(data), "--kb", str(repaired), "--task", "topic", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)["tasks"]["topic"]
+    assert after["broken"] == 0 and after["accuracy_with_kb"] > report["tasks"]["topic"]["accuracy_with_kb"]
