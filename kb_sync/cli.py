@@ -13,6 +13,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from kb_sync.advice import advice_lines
 from kb_sync.loader import DEFAULT_KB_PATH, KBFileError, load_kb_file
 from kb_sync.model import KBSnapshot
 from kb_sync.store import KBStore, KBStoreError, redis_client
@@ -71,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     diff.add_argument("--json", action="store_true", help="print JSON instead of tables")
     diff.set_defaults(handler=_diff)
 
-    for parser in (publish, show, history, rollback, diff):
+    add_settings_flags(publish, only=[*KB_SETTINGS, "model_dir"])  # model_dir: the advice on new topics
+    for parser in (show, history, rollback, diff):
         add_settings_flags(parser, only=KB_SETTINGS)
 
     for module_name in KB_EXTRA_COMMAND_MODULES:
@@ -96,10 +98,12 @@ def _publish(args: argparse.Namespace) -> int:
             version = store.apply_delta(parsed.upserts, parsed.removes, author=author, message=args.message)
         else:
             version = store.publish(parsed.entries, author=author, message=args.message)
-        size = len(store.load(version).entries)
+        entries = store.load(version).entries
         _console().print(
-            f"published KB version [bold]{version}[/bold] ({size} entries) in {settings.kb_namespace}"
+            f"published KB version [bold]{version}[/bold] ({len(entries)} entries) in {settings.kb_namespace}"
         )
+        for line in advice_lines(entries, settings.model_dir):
+            print(line, file=sys.stderr)
         return 0
 
     return _with_store(settings, run, "publish")

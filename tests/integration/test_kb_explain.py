@@ -38,7 +38,8 @@ def test_explain_names_a_kb_only_topic_with_evidence_and_caches_embeddings(
     kb_file = tmp_path / "kb.jsonl"
     kb_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run_kb(["publish", str(kb_file), *flags]) == 0
-    capsys.readouterr()
+    # A topic the model was never trained on, with one exemplar: publish advises more.
+    assert f"topic '{NEW_TOPIC}' is not one the model was trained on" in capsys.readouterr().err
 
     assert run_kb(["explain", MESSAGE, "--json", "--kb-top-groups", "2", *flags]) == 0
     report = json.loads(capsys.readouterr().out)
