@@ -253,6 +253,18 @@ def test_exclude_topic_leaves_it_out_of_training_and_the_head(
     assert exposure["unseen"]["recall_after_mean"] == energy["recall_after"]
     assert report["dev"]["topic"]["n"] == 8  # the other topics' dev rows, as in the build
     assert report["plot"] == str(plot) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fewer = [
+        "model",
+        "eval-fusion",
+        "--model-dir",
+        str(tmp_path / "artifact"),
+        *fusion_args[:4],
+        "--per-topic",
+    ]
+    assert main([*fewer, "--exemplars", "1"]) == 0
+    one = json.loads(capsys.readouterr().out)["kb_edit_efficacy"]
+    assert one["exemplars"] == 1 and one["per_topic"]["Energy"]["recall_after"] <= energy["recall_after"]
+    assert main([*fewer, "--exemplars", "0"]) == 2 and "--exemplars" in capsys.readouterr().err
 
     args = ["model", "build", "--sentiment-data", str(sentiment), "--topic-data", str(topic)]
     out = ["--out", str(tmp_path / "x"), "--work-dir", str(tmp_path / "w")]

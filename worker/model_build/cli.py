@@ -139,6 +139,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_fusion_arguments(eval_fusion, DEFAULT_MODEL_DIR)
     eval_fusion.add_argument("--per-topic", action="store_true", help="include per-topic edit figures")
     eval_fusion.add_argument(
+        "--exemplars",
+        type=int,
+        default=20,
+        help="exemplars published per new topic (default 20, the issue's; at most half its sampled rows)",
+    )
+    eval_fusion.add_argument(
         "--plot", type=Path, default=None, help="write the per-topic edit figures as a PNG chart"
     )
     eval_fusion.set_defaults(handler=_eval_fusion)

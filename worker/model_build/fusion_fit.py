@@ -251,6 +251,7 @@ def new_topic_episode(
     rng: np.random.Generator,
     publish: bool = True,
     starter_points: bool = False,
+    n_exemplars: int = N_EXEMPLARS,
 ) -> tuple[Episode, np.ndarray]:
     """Topic ``name`` out of the head and the KB; 20 train exemplars of it published (if ``publish``).
 
@@ -263,7 +264,7 @@ def new_topic_episode(
     head_topics = [ctx.head_topics[i] for i in keep]
     pool = ctx.train["topic"] if name in ctx.head_topics else ctx.held_out["train"]
     members = np.flatnonzero(pool.labels == ctx.data_topics.index(name))
-    exemplars = rng.choice(members, min(N_EXEMPLARS, len(members) // 2), replace=False)
+    exemplars = rng.choice(members, min(n_exemplars, len(members) // 2), replace=False)
     kb_rows = [i for i, e in enumerate(ctx.kb) if starter_points or e.topic != name]
     entries = [ctx.kb[i] for i in kb_rows]
     vectors = [ctx.kb_embedding[kb_rows]]
@@ -439,7 +440,7 @@ def predict(episode: Episode) -> np.ndarray:
     return probs[episode.task].argmax(axis=1)
 
 
-def evaluate(ctx: Context, params: FusionParams, seed: int) -> dict[str, Any]:
+def evaluate(ctx: Context, params: FusionParams, seed: int, n_exemplars: int = N_EXEMPLARS) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed + 1)
@@ -449,8 +450,8 @@ def evaluate(ctx: Context, params: FusionParams, seed: int) -> dict[str, Any]:
     # topic the build excluded was never in the head nor in the encoder's training: the issue's setting.
     per_topic: dict[str, Any] = {}
     for name in tqdm(ctx.data_topics, desc="KB edit efficacy (per topic)", leave=False, disable=None):
-        per_topic[name] = _edit_report(ctx, params, name, rng)
-    report["kb_edit_efficacy"] = {"exemplars": N_EXEMPLARS, **_edit_summary(per_topic.values())}
+        per_topic[name] = _edit_report(ctx, params, name, rng, n_exemplars)
+    report["kb_edit_efficacy"] = {"exemplars": n_exemplars, **_edit_summary(per_topic.values())}
     if ctx.excluded_topics:
         report["kb_edit_efficacy"]["by_encoder_exposure"] = {
             seen: _edit_summary([v for v in per_topic.values() if v["encoder_saw_topic"] == (seen == "seen")])
@@ -461,7 +462,9 @@ def evaluate(ctx: Context, params: FusionParams, seed: int) -> dict[str, Any]:
     return report
 
 
-def _edit_report(ctx: Context, params: FusionParams, name: str, rng: np.random.Generator) -> dict[str, Any]:
+def _edit_report(
+    ctx: Context, params: FusionParams, name: str, rng: np.random.Generator, n_exemplars: int = N_EXEMPLARS
+) -> dict[str, Any]:
     """Recall of ``name`` and accuracy on the other topics: no KB points of it, 20 exemplars, starter KB."""
     score = edit_scoring_rows(ctx, name)
     state = rng.bit_generator.state
@@ -473,7 +476,7 @@ def _edit_report(ctx: Context, params: FusionParams, name: str, rng: np.random.G
         ("after", True, False),
     ):
         rng.bit_generator.state = state  # the same exemplars drawn in every setting
-        episode, _ = new_topic_episode(ctx, params, name, score, rng, publish, starter)
+        episode, _ = new_topic_episode(ctx, params, name, score, rng, publish, starter, n_exemplars)
         assert episode.index is not None  # new-topic episodes carry a KB
         predicted[setting] = np.array(episode.index.topics)[predict(episode)]
         rows = episode.rows
@@ -607,7 +610,10 @@ def run_eval_command(args: argparse.Namespace) -> int:
         print(f"finsignal model eval-fusion: {exc}", file=sys.stderr)
         return 2
     params = FusionParams.load(args.model_dir)
-    report = evaluate(ctx, params, args.seed)
+    if args.exemplars < 1:
+        print("finsignal model eval-fusion: --exemplars must be >= 1", file=sys.stderr)
+        return 2
+    report = evaluate(ctx, params, args.seed, args.exemplars)
     report["params"] = "fitted" if params.meta else "zero-shot defaults"
     if args.plot:
         from worker.model_build.fusion_plot import plot_edit_efficacy
