@@ -69,6 +69,14 @@ def add_settings_flags(parser: argparse.ArgumentParser, only: Iterable[str] | No
         group.add_argument(flag, **kwargs)
 
 
+def positive_int(value: str) -> int:
+    """argparse ``type`` for counts that must be 1 or more (the error names the flag)."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return number
+
+
 def _literal_choices(annotation: Any) -> list[str] | None:
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) is typing.Literal:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.cli import add_settings_flags, settings_from_args
+from worker.cli import add_settings_flags, positive_int, settings_from_args
 from worker.fusion import TASKS, Fusion, FusionParams, KnowledgeIndex
 from worker.fusion_cli import FUSION_SETTINGS
 
@@ -36,7 +36,7 @@ def register_kb(kb_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "--kb", type=Path, default=None, help="whole-KB file to audit (default: the starter KB)"
     )
     audit.add_argument("--task", choices=TASKS, default=None, help="one task (default: each the file labels)")
-    audit.add_argument("--top", type=int, default=10, help="points listed per table (default 10)")
+    audit.add_argument("--top", type=positive_int, default=10, help="points listed per table (default 10)")
     audit.add_argument("--json", action="store_true", help="print one JSON object")
     audit.add_argument(
         "--suggest",
@@ -47,7 +47,7 @@ def register_kb(kb_subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "`kb publish --delta`",
     )
     audit.add_argument(
-        "--suggest-limit", type=int, default=20, help="suggestions per task and kind (default 20)"
+        "--suggest-limit", type=positive_int, default=20, help="suggestions per task and kind (default 20)"
     )
     add_settings_flags(audit, only=FUSION_SETTINGS)
     audit.set_defaults(handler=_audit)
@@ -233,9 +233,6 @@ def _audit(args: argparse.Namespace) -> int:
     from worker.model_build.artifact import ArtifactError
     from worker.model_build.data import DataError
 
-    if args.top < 1 or args.suggest_limit < 1:
-        print("finsignal kb audit: --top and --suggest-limit must be >= 1", file=sys.stderr)
-        return 2
     settings = settings_from_args(args)
     try:
         report = run_audit(

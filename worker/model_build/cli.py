@@ -11,6 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from worker.cli import positive_int
 from worker.config import DEFAULT_MODEL_DIR
 
 
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     calibrate.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder")
     calibrate.add_argument("--data", type=Path, nargs="+", required=True, help="JSONL with a text field")
-    calibrate.add_argument("--limit", type=_positive_int, default=1024, help="texts sampled from --data")
+    calibrate.add_argument("--limit", type=positive_int, default=1024, help="texts sampled from --data")
     calibrate.add_argument(
         "--train-split",
         action="store_true",
@@ -59,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     build.add_argument("--seed", type=int, default=13, help="random seed (data split uses its own)")
     build.add_argument(
         "--teachers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="fine-tune this many teachers (seeds SEED, SEED+8, ...); the student distils their mean logits",
     )
@@ -90,11 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     shape = build.add_argument_group(
         "student shape", "what pruning keeps (default 4 layers, 6 heads per layer, 512 FFN neurons per layer)"
     )
-    shape.add_argument("--prune-layers", type=_positive_int, default=None, help="encoder layers kept")
+    shape.add_argument("--prune-layers", type=positive_int, default=None, help="encoder layers kept")
     shape.add_argument(
-        "--prune-heads", type=_positive_int, default=None, help="attention heads kept per layer"
+        "--prune-heads", type=positive_int, default=None, help="attention heads kept per layer"
     )
-    shape.add_argument("--prune-ffn", type=_positive_int, default=None, help="FFN neurons kept per layer")
+    shape.add_argument("--prune-ffn", type=positive_int, default=None, help="FFN neurons kept per layer")
     build.add_argument(
         "--resume",
         action="store_true",
@@ -140,7 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     eval_fusion.add_argument("--per-topic", action="store_true", help="include per-topic edit figures")
     eval_fusion.add_argument(
         "--exemplars",
-        type=int,
+        type=positive_int,
         default=20,
         help="exemplars published per new topic (default 20, the issue's; at most half its sampled rows)",
     )
@@ -148,13 +149,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--plot", type=Path, default=None, help="write the per-topic edit figures as a PNG chart"
     )
     eval_fusion.set_defaults(handler=_eval_fusion)
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return number
 
 
 def _export(args: argparse.Namespace) -> int:

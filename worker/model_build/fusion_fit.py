@@ -610,9 +610,6 @@ def run_eval_command(args: argparse.Namespace) -> int:
         print(f"finsignal model eval-fusion: {exc}", file=sys.stderr)
         return 2
     params = FusionParams.load(args.model_dir)
-    if args.exemplars < 1:
-        print("finsignal model eval-fusion: --exemplars must be >= 1", file=sys.stderr)
-        return 2
     report = evaluate(ctx, params, args.seed, args.exemplars)
     report["params"] = "fitted" if params.meta else "zero-shot defaults"
     if args.plot:
