@@ -37,6 +37,18 @@ class Classified:
     seconds: float
 
 
+def serving_fusion(settings: Settings, encoder: Encoder) -> Fusion:
+    """The fusion the worker serves with: the model's fitted parameters and the settings' top-m points
+    and top-k groups (`kb explain` and `kb audit` use it too, so they fuse exactly as the worker does)."""
+    return Fusion(
+        FusionParams.load(settings.model_dir),
+        head_topics=encoder.topics,
+        sentiments=encoder.sentiments,
+        top_m=settings.kb_top_m,
+        top_groups=settings.kb_top_groups,
+    )
+
+
 class Classifier:
     def __init__(
         self,
@@ -46,13 +58,7 @@ class Classifier:
     ) -> None:
         self.settings = settings
         self.encoder = encoder or Encoder.from_settings(settings)
-        self.fusion = Fusion(
-            FusionParams.load(settings.model_dir),
-            head_topics=self.encoder.topics,
-            sentiments=self.encoder.sentiments,
-            top_m=settings.kb_top_m,
-            top_groups=settings.kb_top_groups,
-        )
+        self.fusion = serving_fusion(settings, self.encoder)
         self.tagger = EntityTagger.from_file()
         self.model_info = {
             "name": self.encoder.name,

@@ -12,7 +12,7 @@ from typing import Any
 
 from worker.cli import add_settings_flags, settings_from_args
 from worker.config import Settings
-from worker.fusion import Fusion, FusionParams, FusionResult, KnowledgeIndex
+from worker.fusion import FusionResult, KnowledgeIndex
 
 # What classifying with the KB needs (`kb explain`, `kb audit`); explain adds where the KB lives.
 FUSION_SETTINGS = [
@@ -67,14 +67,14 @@ def _explain(args: argparse.Namespace) -> int:
 def explain(settings: Settings, client: Any, snapshot: Any, text: str) -> dict[str, Any]:
     """The explain report (plain JSON types) for ``text`` under ``snapshot``."""
     from kb_sync.embed_cache import EmbeddingCache
+    from worker.classifier import serving_fusion
     from worker.encoder import Encoder
 
     encoder = Encoder.from_settings(settings)
     cache = EmbeddingCache(client, settings.kb_namespace, encoder.sha256, encoder.dim)
     vectors = cache.embed_entries(snapshot.entries, encoder.embed)
     index = KnowledgeIndex.build(snapshot, vectors, encoder.topics, encoder.sentiments)
-    params = FusionParams.load(settings.model_dir)
-    fusion = Fusion(params, encoder.topics, encoder.sentiments, settings.kb_top_m, settings.kb_top_groups)
+    fusion = serving_fusion(settings, encoder)
     out = encoder.encode([text])
     (with_kb,) = fusion.fuse(out.embedding, out.sentiment_logits, out.topic_logits, index)
     (without,) = fusion.fuse(out.embedding, out.sentiment_logits, out.topic_logits, None)
@@ -88,7 +88,7 @@ def explain(settings: Settings, client: Any, snapshot: Any, text: str) -> dict[s
         "kb_version": snapshot.version,
         "kb_entries": len(snapshot),
         "model": {"name": encoder.name, "version": encoder.version, "sha256": encoder.sha256},
-        "fusion_params": "fitted" if params.meta else "zero-shot defaults",
+        "fusion_params": "fitted" if fusion.params.meta else "zero-shot defaults",
         "truncated": bool(out.truncated[0]),
         "with_kb": _prediction(with_kb),
         "without_kb": _prediction(without),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from worker.cli import add_settings_flags, positive_int, settings_from_args
-from worker.fusion import TASKS, Fusion, FusionParams, KnowledgeIndex
+from worker.fusion import TASKS, Fusion, KnowledgeIndex
 from worker.fusion_cli import FUSION_SETTINGS
 
 BATCH = 64
@@ -189,6 +189,7 @@ def run_audit(
     """The audit report (plain JSON types); raises DataError / KBFileError / ArtifactError on bad input."""
     from kb_sync.loader import DEFAULT_KB_PATH, load_kb_file
     from kb_sync.model import KBSnapshot
+    from worker.classifier import serving_fusion
     from worker.encoder import Encoder
     from worker.model_build.data import labelled_tasks, load_labelled
 
@@ -198,14 +199,13 @@ def run_audit(
     snapshot = KBSnapshot(version=0, entries=kb_file.entries, published_at="", author="kb audit")
     vectors = encoder.embed([e.text for e in kb_file.entries])
     index = KnowledgeIndex.build(snapshot, vectors, encoder.topics, encoder.sentiments)
-    params = FusionParams.load(settings.model_dir)
-    fusion = Fusion(params, encoder.topics, encoder.sentiments, settings.kb_top_m, settings.kb_top_groups)
+    fusion = serving_fusion(settings, encoder)
     report: dict[str, Any] = {
         "data": str(data),
         "kb": str(kb_path or DEFAULT_KB_PATH),
         "kb_points": len(kb_file.entries),
         "model": {"name": encoder.name, "sha256": encoder.sha256},
-        "fusion_params": "fitted" if params.meta else "zero-shot defaults",
+        "fusion_params": "fitted" if fusion.params.meta else "zero-shot defaults",
         "tasks": {},
     }
     suggested: dict[str, dict[str, Any]] = {}  # id -> upsert line
