@@ -10,9 +10,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-import orjson
-
 from kb_sync.model import KBEntry
+from worker.model_build.artifact import ArtifactError, load_manifest
 
 ADVISED_NEW_TOPIC_EXEMPLARS = 50
 
@@ -20,8 +19,8 @@ ADVISED_NEW_TOPIC_EXEMPLARS = 50
 def model_topics(model_dir: Path) -> set[str] | None:
     """The topics the model's head was trained on (manifest ``labels.topic``); None if unreadable."""
     try:
-        labels = orjson.loads((Path(model_dir) / "manifest.json").read_bytes())["labels"]["topic"]
-    except (OSError, ValueError, KeyError, TypeError):
+        labels = load_manifest(model_dir)["labels"]["topic"]
+    except (ArtifactError, KeyError, TypeError):
         return None
     return {str(label) for label in labels}
 
