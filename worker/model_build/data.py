@@ -8,9 +8,10 @@ naming the file and line, so nothing is dropped silently.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,14 @@ class LabelledTexts:
     def subset(self, indices: np.ndarray) -> LabelledTexts:
         return LabelledTexts([self.texts[i] for i in indices], self.labels[indices], self.label_names)
 
+    def in_label_order(self, names: Sequence[str]) -> LabelledTexts:
+        """These rows with labels re-indexed to ``names`` (a model's label order, a superset of ours)."""
+        unknown = sorted(set(self.label_names) - set(names))
+        if unknown:
+            raise UnknownLabelsError(f"labels {unknown} are not among the model's labels {list(names)}")
+        index = np.array([list(names).index(name) for name in self.label_names], dtype=np.int64)
+        return LabelledTexts(self.texts, index[self.labels] if len(self) else self.labels, list(names))
+
     def __len__(self) -> int:
         return len(self.texts)
 
@@ -59,14 +68,11 @@ def read_texts(paths: Sequence[Path]) -> list[str]:
     """The ``text`` field of every non-blank line of each JSONL file, in order."""
     texts: list[str] = []
     for path in paths:
-        with _open(path) as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                text = _parse(line, path, number).get("text")
-                if not isinstance(text, str):
-                    raise DataError(f"{path}:{number}: needs a string field 'text'")
-                texts.append(text)
+        for number, row in _rows(path):
+            text = row.get("text")
+            if not isinstance(text, str):
+                raise DataError(f"{path}:{number}: needs a string field 'text'")
+            texts.append(text)
     if not texts:
         raise DataError(f"no texts in {', '.join(map(str, paths))}")
     return texts
@@ -81,11 +87,8 @@ def guess_task(path: Path) -> str:
 def labelled_tasks(path: Path) -> list[str]:
     """The tasks ("sentiment", "topic") with at least one label in the JSONL file ``path``."""
     found: set[str] = set()
-    with _open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                row = _parse(line, path, number)
-                found.update(task for task in ("sentiment", "topic") if row.get(task) is not None)
+    for _, row in _rows(path):
+        found.update(task for task in ("sentiment", "topic") if row.get(task) is not None)
     if not found:
         raise DataError(f"{path}: no line has a 'sentiment' or 'topic' label; pass --task")
     return sorted(found)
@@ -96,21 +99,17 @@ def load_labelled(path: Path, task: str, label_names: list[str] | None = None) -
     texts: list[str] = []
     raw: list[str] = []
     order: dict[str, int] = {}
-    with _open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            row = _parse(line, path, number)
-            label = row.get(task)
-            if label is None:
-                continue
-            text = row.get("text")
-            if not isinstance(text, str) or not isinstance(label, str):
-                raise DataError(f"{path}:{number}: needs string fields 'text' and '{task}'")
-            texts.append(text)
-            raw.append(label)
-            if isinstance(row.get("label_orig"), int):
-                order.setdefault(label, row["label_orig"])
+    for number, row in _rows(path):
+        label = row.get(task)
+        if label is None:
+            continue
+        text = row.get("text")
+        if not isinstance(text, str) or not isinstance(label, str):
+            raise DataError(f"{path}:{number}: needs string fields 'text' and '{task}'")
+        texts.append(text)
+        raw.append(label)
+        if isinstance(row.get("label_orig"), int):
+            order.setdefault(label, row["label_orig"])
     if not texts:
         raise DataError(f"{path}: no lines with a '{task}' label")
     if label_names is None:
@@ -190,6 +189,14 @@ def split_calibration(train: LabelledTexts, fraction: float) -> tuple[LabelledTe
         return train, train.subset(np.zeros(0, dtype=np.int64))
     fit, calibration = stratified_split(train.labels, fraction, CALIBRATION_SEED)
     return train.subset(fit), train.subset(calibration)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of the JSONL file ``path``; bad lines raise."""
+    with _open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                yield number, _parse(line, path, number)
 
 
 def _open(path: Path):  # type: ignore[no-untyped-def]

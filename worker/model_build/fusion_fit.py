@@ -46,6 +46,7 @@ from worker.model_build.artifact import ArtifactError, load_manifest, write_mani
 from worker.model_build.data import (
     DataError,
     LabelledTexts,
+    UnknownLabelsError,
     task_splits,
 )
 
@@ -182,9 +183,12 @@ def load_context(
         parts = task_splits(path, task, fraction, ctx.excluded_topics if task == "topic" else ())
         if task == "topic":
             excluded_rows = parts.excluded
-        train, dev, calibration = (
-            _in_label_order(p, names, path) for p in (parts.train, parts.dev, parts.calibration)
-        )
+        try:
+            train, dev, calibration = (
+                p.in_label_order(names) for p in (parts.train, parts.dev, parts.calibration)
+            )
+        except UnknownLabelsError as exc:
+            raise DataError(f"{path}: {exc}") from exc
         splits = [("train", _sample(train, train_limit, seed)), ("dev", dev)]
         if len(calibration):
             splits.append(("calibration", calibration))
@@ -202,15 +206,6 @@ def load_context(
             out = _encode_cached(encoder, texts, f"topic-held-out-{split}")
             ctx.held_out[split] = Encoded(texts, np.array([label for _, label in rows]), **out)
     return ctx
-
-
-def _in_label_order(data: LabelledTexts, names: list[str], path: Path) -> LabelledTexts:
-    """``data`` with labels re-indexed to the model's label order ``names``."""
-    unknown = sorted(set(data.label_names) - set(names))
-    if unknown:
-        raise DataError(f"{path}: labels {unknown} are not among the model's labels {names}")
-    index = np.array([names.index(name) for name in data.label_names], dtype=np.int64)
-    return LabelledTexts(data.texts, index[data.labels] if len(data) else data.labels, names)
 
 
 # --- episodes ---------------------------------------------------------------------------------------
