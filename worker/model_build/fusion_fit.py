@@ -467,7 +467,7 @@ def _edit_report(
     rows = np.zeros(0, np.int64)
     for setting, publish, starter in (
         ("before", False, False),
-        ("starter", False, True),
+        ("starter_kb", False, True),
         ("after", True, False),
     ):
         rng.bit_generator.state = state  # the same exemplars drawn in every setting
@@ -479,9 +479,8 @@ def _edit_report(
     is_topic, others = truth == name, truth != name
     out: dict[str, Any] = {"n_dev": int(is_topic.sum()), "encoder_saw_topic": name in ctx.head_topics}
     for setting, names in predicted.items():
-        label = "starter_kb" if setting == "starter" else setting
-        out[f"recall_{label}"] = float((names[is_topic] == name).mean())
-        out[f"other_accuracy_{label}"] = float((names[others] == truth[others]).mean())
+        out[f"recall_{setting}"] = float((names[is_topic] == name).mean())
+        out[f"other_accuracy_{setting}"] = float((names[others] == truth[others]).mean())
     return out
 
 
