@@ -248,7 +248,8 @@ def new_topic_episode(
     starter_points: bool = False,
     n_exemplars: int = N_EXEMPLARS,
 ) -> tuple[Episode, np.ndarray]:
-    """Topic ``name`` out of the head and the KB; 20 train exemplars of it published (if ``publish``).
+    """Topic ``name`` out of the head and the KB; ``n_exemplars`` of its train rows published as exemplars
+    (if ``publish``).
 
     A head topic loses its logit column; an excluded topic (``ctx.excluded_topics``) never had one, and
     its exemplars come from its held-out train rows. ``starter_points`` keeps the KB's own points of the
@@ -441,8 +442,9 @@ def evaluate(ctx: Context, params: FusionParams, seed: int, n_exemplars: int = N
     rng = np.random.default_rng(seed + 1)
     report: dict[str, Any] = {"dev": evaluate_dev(ctx, params)}
 
-    # KB edit efficacy: per topic, drop it from head and KB, then publish 20 train exemplars of it. A
-    # topic the build excluded was never in the head nor in the encoder's training: the issue's setting.
+    # KB edit efficacy: per topic, drop it from head and KB, then publish ``n_exemplars`` (20) of its
+    # train rows. A topic the build excluded was never in the head nor in the encoder's training: the
+    # issue's setting.
     per_topic: dict[str, Any] = {}
     for name in tqdm(ctx.data_topics, desc="KB edit efficacy (per topic)", leave=False, disable=None):
         per_topic[name] = _edit_report(ctx, params, name, rng, n_exemplars)
@@ -460,7 +462,8 @@ def evaluate(ctx: Context, params: FusionParams, seed: int, n_exemplars: int = N
 def _edit_report(
     ctx: Context, params: FusionParams, name: str, rng: np.random.Generator, n_exemplars: int = N_EXEMPLARS
 ) -> dict[str, Any]:
-    """Recall of ``name`` and accuracy on the other topics: no KB points of it, 20 exemplars, starter KB."""
+    """Recall of ``name`` and accuracy on the other topics: with no KB points of it, with the published
+    exemplars, with the starter KB's own points."""
     score = edit_scoring_rows(ctx, name)
     state = rng.bit_generator.state
     predicted: dict[str, np.ndarray] = {}
@@ -485,7 +488,7 @@ def _edit_report(
 
 
 def _edit_summary(per_topic: Any) -> dict[str, Any]:
-    """Recall after the 20-exemplar publish and the largest move on the other topics, over ``per_topic``."""
+    """Recall after the publish and the largest move on the other topics, over ``per_topic``."""
     rows = list(per_topic)
     recalls = [v["recall_after"] for v in rows]
     moves = [100 * (v["other_accuracy_after"] - v["other_accuracy_before"]) for v in rows]
