@@ -221,14 +221,15 @@ def calibrate_artifact(
     return summary
 
 
-def _labelled_splits(paths: Sequence[Path], labels: dict[str, list[str]]) -> dict[str, tuple[Any, Any]]:
-    """Per task, (train, dev) of each labelled file, split as the build splits it."""
-    from worker.model_build.data import guess_task, load_labelled, split_dataset
+def _labelled_splits(paths: Sequence[Path], manifest: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Per task, (train, dev) of each labelled file, split as the model's build split it."""
+    from worker.model_build.data import guess_task, model_task_splits
 
     splits = {}
     for path in paths:
         task = guess_task(path)
-        splits[task] = split_dataset(load_labelled(path, task, labels.get(task) or None))
+        parts = model_task_splits(path, task, manifest)
+        splits[task] = (parts.train, parts.dev)
     return splits
 
 
@@ -264,7 +265,7 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
     try:
         splits = {}
         if args.train_split:
-            splits = _labelled_splits(args.data, load_manifest(args.model_dir).get("labels") or {})
+            splits = _labelled_splits(args.data, load_manifest(args.model_dir))
             texts = [text for train, _ in splits.values() for text in train.texts]
         else:
             texts = read_texts(args.data)

@@ -181,6 +181,24 @@ def task_splits(
     return TaskSplits(kept["train"], kept["dev"], kept["calibration"], excluded)
 
 
+def model_task_splits(path: Path, task: str, manifest: dict[str, Any]) -> TaskSplits:
+    """``task_splits`` with the partition a model's build used (its manifest's calibration share and
+    excluded topics), the kept rows' labels in the model's order."""
+    fraction = float(manifest.get("metrics", {}).get("calibration_split", {}).get("fraction_of_train", 0.0))
+    excluded = manifest.get("excluded_topics", []) if task == "topic" else []
+    parts = task_splits(path, task, fraction, excluded)
+    names = (manifest.get("labels") or {}).get(task)
+    if not names:
+        return parts
+    try:
+        train, dev, calibration = (
+            part.in_label_order(names) for part in (parts.train, parts.dev, parts.calibration)
+        )
+    except UnknownLabelsError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+    return TaskSplits(train, dev, calibration, parts.excluded)
+
+
 def split_calibration(train: LabelledTexts, fraction: float) -> tuple[LabelledTexts, LabelledTexts]:
     """(fit, calibration) parts of a train split; ``fraction`` 0 keeps every row for fitting."""
     if not 0.0 <= fraction < 0.5:

@@ -46,8 +46,7 @@ from worker.model_build.artifact import ArtifactError, load_manifest, write_mani
 from worker.model_build.data import (
     DataError,
     LabelledTexts,
-    UnknownLabelsError,
-    task_splits,
+    model_task_splits,
 )
 
 CACHE_DIR = Path(".cache/fusion-fit")
@@ -174,21 +173,14 @@ def load_context(
         kb_embedding=_encode_cached(encoder, [e.text for e in kb], "kb")["embedding"],
     )
     manifest = load_manifest(model_dir)
-    fraction = float(manifest.get("metrics", {}).get("calibration_split", {}).get("fraction_of_train", 0.0))
     ctx.excluded_topics = list(manifest.get("excluded_topics", []))
     excluded_rows: dict[str, dict[str, LabelledTexts]] = {}  # the topic file's, per excluded topic
     for task, path in (("sentiment", sentiment_data), ("topic", topic_data)):
-        names = ctx.sentiments if task == "sentiment" else ctx.head_topics
         # The build's own partition, so dev rows are rows the encoder never trained on.
-        parts = task_splits(path, task, fraction, ctx.excluded_topics if task == "topic" else ())
+        parts = model_task_splits(path, task, manifest)
         if task == "topic":
             excluded_rows = parts.excluded
-        try:
-            train, dev, calibration = (
-                p.in_label_order(names) for p in (parts.train, parts.dev, parts.calibration)
-            )
-        except UnknownLabelsError as exc:
-            raise DataError(f"{path}: {exc}") from exc
+        train, dev, calibration = parts.train, parts.dev, parts.calibration
         splits = [("train", _sample(train, train_limit, seed)), ("dev", dev)]
         if len(calibration):
             splits.append(("calibration", calibration))
