@@ -307,18 +307,71 @@ def test_retrieval_projection_is_trained_exported_and_part_of_the_resume_key(
     assert "reusing" not in capsys.readouterr().err
 
 
-def test_teacher_geometry_weight_sets_both_teacher_phases_only(tmp_path: Path) -> None:
-    from worker.model_build.build import with_teacher_geometry_weight
+def test_teacher_loss_weights_set_both_teacher_phases_only(tmp_path: Path) -> None:
+    from worker.model_build.build import with_teacher_loss_weights
 
     options = BuildOptions(sentiment_data=tmp_path / "s", topic_data=tmp_path / "t", out_dir=tmp_path)
-    assert options.teacher.emb_weight == 0.5  # the shipped build's setting
-    changed = with_teacher_geometry_weight(options, 0.0)
+    assert options.teacher.emb_weight == 0.5  # the shipped build's settings
+    assert options.teacher.contrastive_weight == 0.0
+    changed = with_teacher_loss_weights(options, geometry=0.0)
     assert changed.teacher.emb_weight == 0.0
     assert changed.teacher_refine is not None and changed.teacher_refine.emb_weight == 0.0
+    assert changed.teacher.contrastive_weight == 0.0  # not given: kept
     assert changed.student == options.student  # the student keeps its own geometry loss
     assert changed.teacher.epochs == options.teacher.epochs
+    both = with_teacher_loss_weights(options, contrastive=0.25)
+    assert both.teacher.contrastive_weight == 0.25 and both.teacher.emb_weight == 0.5
+    assert both.teacher_refine is not None and both.teacher_refine.contrastive_weight == 0.25
+    assert with_teacher_loss_weights(options) == options
     with pytest.raises(ValueError, match="--teacher-geometry-weight"):
-        with_teacher_geometry_weight(options, -1.0)
+        with_teacher_loss_weights(options, geometry=-1.0)
+    with pytest.raises(ValueError, match="--teacher-contrastive-weight"):
+        with_teacher_loss_weights(options, contrastive=-0.1)
+
+
+def test_supervised_contrastive_rewards_label_clusters_and_pulls_positives_together() -> None:
+    import torch
+
+    from worker.model_build.train import supervised_contrastive
+
+    clustered = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert float(supervised_contrastive(clustered, labels, 0.1)) < 1e-3
+    assert float(supervised_contrastive(clustered, torch.tensor([0, 1, 0, 1]), 0.1)) > 5.0
+    # No text has a same-label batch-mate: nothing to pull, loss 0 (not NaN).
+    assert float(supervised_contrastive(torch.randn(3, 4), torch.tensor([0, 1, 2]), 0.1)) == 0.0
+    # A gradient step moves same-label texts closer together.
+    torch.manual_seed(0)
+    points = torch.randn(6, 8, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+
+    def within_cosine(x: torch.Tensor) -> float:
+        z = torch.nn.functional.normalize(x, dim=-1)
+        sims = z @ z.T
+        same = (labels[:, None] == labels[None, :]) & ~torch.eye(6, dtype=torch.bool)
+        return float(sims[same].mean())
+
+    before = within_cosine(points.detach())
+    supervised_contrastive(points, labels, 0.5).backward()
+    with torch.no_grad():
+        stepped = points - 0.5 * points.grad
+    assert within_cosine(stepped) > before
+
+
+def test_contrastive_weight_changes_teacher_training_only_when_set() -> None:
+    from worker.model_build.model import MultiTaskModel
+    from worker.model_build.train import TaskData, _step_loss
+
+    model = MultiTaskModel(_tiny_bert(50), {"sentiment": 3, "topic": 4}).eval()  # no dropout
+    data = TaskData([[1, 2, 3], [4, 5], [6, 7, 8], [9, 10]], np.array([0, 0, 1, 1]), ["a", "b", "c", "d"])
+    tasks = {"topic": data, "sentiment": data}
+
+    def loss(task: str, weight: float) -> float:
+        config = TrainConfig(contrastive_weight=weight)
+        return float(_step_loss(model, tasks, task, [0, 1, 2, 3], config, None).detach())
+
+    assert loss("topic", 0.5) > loss("topic", 0.0)  # the term is added on topic batches
+    assert loss("sentiment", 0.5) == pytest.approx(loss("sentiment", 0.0))  # and only there
 
 
 def test_build_cli_student_shape_flags_reach_the_prune_target(

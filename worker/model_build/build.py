@@ -99,15 +99,26 @@ class BuildOptions:
     argv: list[str] = field(default_factory=list)
 
 
-def with_teacher_geometry_weight(options: BuildOptions, weight: float) -> BuildOptions:
-    """``options`` with the teachers' embedding-geometry loss weight set in both phases (0: no loss)."""
-    if weight < 0:
-        raise ValueError(f"--teacher-geometry-weight must be >= 0 (got {weight})")
+def with_teacher_loss_weights(
+    options: BuildOptions, geometry: float | None = None, contrastive: float | None = None
+) -> BuildOptions:
+    """``options`` with the teachers' extra loss weights set in both phases (None: keep; 0: no loss):
+    ``geometry`` toward the original embedding, ``contrastive`` supervised-contrastive on topics."""
+    changes: dict[str, Any] = {}
+    for flag, field_name, weight in (
+        ("--teacher-geometry-weight", "emb_weight", geometry),
+        ("--teacher-contrastive-weight", "contrastive_weight", contrastive),
+    ):
+        if weight is None:
+            continue
+        if weight < 0:
+            raise ValueError(f"{flag} must be >= 0 (got {weight})")
+        changes[field_name] = weight
     refine = options.teacher_refine
     return replace(
         options,
-        teacher=replace(options.teacher, emb_weight=weight),
-        teacher_refine=None if refine is None else replace(refine, emb_weight=weight),
+        teacher=replace(options.teacher, **changes),
+        teacher_refine=None if refine is None else replace(refine, **changes),
     )
 
 

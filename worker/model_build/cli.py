@@ -88,6 +88,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=None,
         help="weight of the teachers' loss toward the original embedding geometry (default 0.5; 0: none)",
     )
+    build.add_argument(
+        "--teacher-contrastive-weight",
+        type=float,
+        default=None,
+        help="weight of a supervised contrastive loss on the teachers' KB embedding over topic labels "
+        "(texts of a topic pulled together; default 0: none)",
+    )
     shape = build.add_argument_group(
         "student shape", "what pruning keeps (default 4 layers, 6 heads per layer, 512 FFN neurons per layer)"
     )
@@ -178,7 +185,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from worker.model_build.build import BuildOptions, PruneTarget, run_build, with_teacher_geometry_weight
+    from worker.model_build.build import BuildOptions, PruneTarget, run_build, with_teacher_loss_weights
 
     default_shape = PruneTarget()
 
@@ -204,12 +211,13 @@ def _build(args: argparse.Namespace) -> int:
         ),
         argv=sys.argv[1:],
     )
-    if args.teacher_geometry_weight is not None:
-        try:
-            options = with_teacher_geometry_weight(options, args.teacher_geometry_weight)
-        except ValueError as exc:
-            print(f"finsignal model build: {exc}", file=sys.stderr)
-            return 2
+    try:
+        options = with_teacher_loss_weights(
+            options, args.teacher_geometry_weight, args.teacher_contrastive_weight
+        )
+    except ValueError as exc:
+        print(f"finsignal model build: {exc}", file=sys.stderr)
+        return 2
     from worker.model_build.data import DataError
 
     try:

@@ -46,6 +46,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     emb_weight: float = 0.5
+    # Supervised contrastive term on the KB embedding for batches of these tasks (Khosla et al. 2020):
+    # texts of one label pull together, others push apart, so exemplars of a topic sit near its
+    # messages. 0: off.
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
+    contrastive_tasks: tuple[str, ...] = ("topic",)
     teacher_pooled_weight: float = 0.5  # distillation only
     kd_alpha: float = 0.7  # share of the soft (teacher) loss in the task loss
     kd_temperature: float = 2.0
@@ -188,6 +194,10 @@ def _step_loss(
         if data.emb_targets is not None and cfg.emb_weight > 0:
             target = torch.from_numpy(data.emb_targets[rows])
             loss = loss + cfg.emb_weight * (1 - F.cosine_similarity(out.embedding, target, dim=-1)).mean()
+        if cfg.contrastive_weight > 0 and task in cfg.contrastive_tasks:
+            loss = loss + cfg.contrastive_weight * supervised_contrastive(
+                out.embedding, labels, cfg.contrastive_temperature
+            )
         return loss
 
     with torch.no_grad():
@@ -220,6 +230,22 @@ def _step_loss(
         cosine = F.cosine_similarity(out.pooled, t_out.pooled, dim=-1)
         loss = loss + cfg.teacher_pooled_weight * (1 - cosine).mean()
     return loss
+
+
+def supervised_contrastive(embedding: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SupCon loss of one batch: for each text with at least one same-label batch-mate, the mean
+    negative log-probability of its positives among all other texts (cosine / temperature)."""
+    z = F.normalize(embedding, dim=-1)
+    n = z.shape[0]
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    anchors = positive.any(dim=1)
+    if not bool(anchors.any()):
+        return z.new_zeros(())
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    per_anchor = log_prob.masked_fill(~positive, 0.0).sum(dim=1) / positive.sum(dim=1).clamp(min=1)
+    return -per_anchor[anchors].mean()
 
 
 @torch.no_grad()
