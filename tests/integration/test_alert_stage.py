@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,32 +11,16 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from tests.integration.signals import make_signal as signal
 from tests.integration.threads import run_in_thread
 from worker.alerts.engine import format_time
 from worker.alerts.signals import parse_time
 from worker.alerts.stage import AlertStage, read_alerts
 from worker.cli import main
 from worker.config import Settings
-from worker.schemas import schema_dir, validate
+from worker.schemas import validate
 
 KEY = "entity:ACME"
-EXAMPLE = json.loads((schema_dir() / "examples" / "signal.example.json").read_text())
-
-
-def signal(signal_id: str, published: float, p_negative: float, topic: str = "Markets") -> dict[str, Any]:
-    s = copy.deepcopy(EXAMPLE)
-    s["id"] = signal_id
-    s["published_at"] = format_time(published)
-    s["processed_at"] = format_time(published + 0.5)
-    s["topic"] = {"label": topic, "probability": 0.8, "kb_only": False}
-    s["topics"] = [{"label": topic, "probability": 0.8}]
-    rest = round((1.0 - p_negative) / 2, 4)
-    s["sentiment"] = {
-        "label": "negative" if p_negative >= 0.5 else "neutral",
-        "probability": max(p_negative, rest),
-        "probabilities": {"negative": p_negative, "neutral": rest, "positive": rest},
-    }
-    return s
 
 
 def history(now: float) -> list[dict[str, Any]]:

@@ -16,8 +16,6 @@ stage does for records without headers).
 
 from __future__ import annotations
 
-import copy
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,37 +24,17 @@ import orjson
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from tests.integration.signals import make_signal as signal
 from tests.integration.threads import run_in_thread
 from worker.alerts.engine import AlertEngine, SignalEvent, format_time
 from worker.alerts.reorder import ReorderBuffer
 from worker.alerts.stage import AlertStage, read_alerts
 from worker.config import Settings
 from worker.embedded import create_topics
-from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, schema_dir
+from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 
 KEY = "entity:ACME"
-EXAMPLE = json.loads((schema_dir() / "examples" / "signal.example.json").read_text())
 PARTITIONS = 3
-
-
-def signal(
-    signal_id: str, t: float, p_negative: float, topic: str = "Markets", acme: bool = True
-) -> dict[str, Any]:
-    s = copy.deepcopy(EXAMPLE)
-    s["id"] = signal_id
-    s["published_at"] = format_time(t)
-    s["processed_at"] = format_time(t + 0.5)
-    s["topic"] = {"label": topic, "probability": 0.8, "kb_only": False}
-    s["topics"] = [{"label": topic, "probability": 0.8}]
-    rest = round((1.0 - p_negative) / 2, 4)
-    s["sentiment"] = {
-        "label": "negative" if p_negative >= 0.5 else "neutral",
-        "probability": max(p_negative, rest),
-        "probabilities": {"negative": p_negative, "neutral": rest, "positive": rest},
-    }
-    if not acme:
-        s["entities"] = []  # counts for its topic only
-    return s
 
 
 def partitioned_stream(burst_start: float, now: float) -> list[list[dict[str, Any]]]:
