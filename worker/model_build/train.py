@@ -5,6 +5,8 @@ Each step takes one batch of one task (batches of both tasks are interleaved at 
 - embedding geometry: 1 - cos(embedding, target), target = the frozen original's sentence embedding,
   so KB similarity keeps working (the embedding is the pooled vector, or its retrieval projection);
   the student's pooled vector also learns the teacher's (the copied heads read it);
+- teacher only, optional (``contrastive_weight``): supervised contrastive loss on the embedding over
+  the batch's labels (off in the shipped build: docs/INTERNALS.md has why);
 - student only: KL to the teacher's logits on *both* heads (soft labels for the unlabelled task
   too) and MSE to the teacher's hidden states of the mapped layers.
 """
