@@ -22,7 +22,6 @@ from worker.fusion import TASKS, Fusion, KnowledgeIndex
 from worker.fusion_cli import FUSION_SETTINGS
 
 BATCH = 64
-MAX_POINT_CHARS = 1000  # the KB entry schema's cap on text
 
 
 def register_kb(kb_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -112,6 +111,9 @@ def suggestions(
     message of a KB-only topic was missed (one more exemplar), and where a KB-only topic was given to a
     message of another label (a counter-example). Each goes to the group of its most attended point.
     """
+    from worker.schemas import load_schema
+
+    max_chars = int(load_schema("kb_entry")["properties"]["text"]["maxLength"])  # a point's text cap
     labels = index.topics if task == "topic" else index.sentiments
     n_head = index.n_head_topics if task == "topic" else len(labels)
     wrong = result.fused != result.truth
@@ -125,7 +127,7 @@ def suggestions(
         out[kind] = []
         for row in np.flatnonzero(mask)[:limit]:
             point = int(result.top_point[row])
-            text = texts[row][:MAX_POINT_CHARS]
+            text = texts[row][:max_chars]
             predicted = labels[int(result.fused[row])]
             out[kind].append(
                 {
