@@ -22,6 +22,7 @@ from relharness import (
     flow,
     ids_of,
     prepare_pipeline,
+    wait_until,
     worker_settings,
 )
 
@@ -72,6 +73,11 @@ def test_broker_unreachable_then_back_worker_not_ready_meanwhile_and_resumes_by_
             feeder.send_now(after)
             missing = collector.wait_for(ids_of(after), 120)
             resumed_at = time.monotonic()
+        # /readyz turns back on its own check period, which may end after the last signal arrived:
+        # give it until the limit asserted below (and a little) before reading the first 200.
+        wait_until(
+            lambda: probe.first(200, up_at) is not None, up_at + READY_AGAIN_LIMIT_S + 2 - time.monotonic()
+        )
         ready_again = probe.first(200, up_at)
     during = probe.between(down_at + 1, up_at)
     not_ready_after = next((at - down_at for at, c in probe.samples if at >= down_at and c == 503), None)
