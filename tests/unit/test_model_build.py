@@ -307,6 +307,34 @@ def test_retrieval_projection_is_trained_exported_and_part_of_the_resume_key(
     assert "reusing" not in capsys.readouterr().err
 
 
+def test_self_distil_trains_a_second_teacher_that_the_student_learns_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = _tiny_build_options(tmp_path, teacher_refine=None, speed_rounds=0, self_distil_epochs=1.0)
+    manifest = run_build(options)
+    work = tmp_path / "work"
+    first, _ = load_checkpoint(work / "teacher")
+    second, meta = load_checkpoint(work / "teacher-generation2")
+    assert meta["generation1"] == [str(work / "teacher")]
+    assert meta["train_config"]["kd_other_weight"] == 1.0 and meta["train_config"]["hidden_weight"] == 0.0
+    # A fresh fine-tune, not a copy of the first teacher.
+    first_w = first.encoder.embeddings.word_embeddings.weight
+    assert not torch.allclose(first_w, second.encoder.embeddings.word_embeddings.weight)
+    _student, student_meta = load_checkpoint(work / "student")
+    assert student_meta["teacher"] == str(work / "teacher-generation2")
+    metrics = manifest["metrics"]
+    assert metrics["self_distil_epochs"] == 1.0
+    assert set(metrics["teacher_generation1_dev"]) == {"sentiment", "topic"}
+    assert metrics["teacher_generation1_dev"] != metrics["teacher_dev"]
+
+    capsys.readouterr()
+    run_build(replace(options, resume=True))
+    assert "teacher generation 2: reusing" in capsys.readouterr().err
+    run_build(replace(options, resume=True, self_distil_epochs=2.0))
+    err = capsys.readouterr().err
+    assert "teacher: reusing" in err and "teacher generation 2: reusing" not in err
+
+
 def test_teacher_loss_weights_set_both_teacher_phases_only(tmp_path: Path) -> None:
     from worker.model_build.build import with_teacher_loss_weights
 

@@ -93,6 +93,11 @@ class BuildOptions:
     # The KB embedding through its own linear projection of the pooled vector (model.py), so the
     # geometry loss does not hold back the vector the heads read.
     retrieval_projection: bool = False
+    # > 0: a second-generation teacher, fine-tuned from the base encoder for this many epochs on the
+    # gold labels plus the first teacher's soft labels for both heads on every text (each set's texts
+    # thereby get the other task's labels; born-again distillation, Furlanello et al. 2018). It then
+    # replaces the first as the student's teacher and the accuracy baseline.
+    self_distil_epochs: float = 0.0
     speed_rounds: int = 5  # pruned vs dense teacher INT8 throughput rounds (0: skip)
     base_encoder: Any = None  # tests pass a tiny model; default: all-MiniLM-L6-v2
     base_tokenizer: Path | None = None
@@ -222,6 +227,24 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         ensemble_dev = evaluate(soft_teacher, dev_tasks)
         console.print("teacher ensemble dev: " + _brief(ensemble_dev))
     teacher_dev = member_dev[0]
+    generation1_dev: dict[str, dict] | None = None  # type: ignore[type-arg]
+    if options.self_distil_epochs > 0:
+        generation1_dev = evaluate(soft_teacher, dev_tasks)
+        teacher, teacher_dir = _self_distil_teacher(
+            MultiTaskModel(copy.deepcopy(base), label_counts, retrieval=options.retrieval_projection),
+            soft_teacher,
+            [path for _, path in members],
+            train_tasks,
+            labels,
+            teacher_cfg,
+            options,
+            console,
+            tokenizer_path,
+            train_data,
+        )
+        soft_teacher = teacher
+        teacher_dev = evaluate(teacher, dev_tasks)
+        console.print("teacher generation 2 dev: " + _brief(teacher_dev))
 
     # --- 2. prune: measured importance of layers, heads, FFN neurons; unused vocabulary --------
     student = copy.deepcopy(teacher)
@@ -321,6 +344,14 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
                 "teacher_ensemble_dev": _figures(ensemble_dev),
             }
             if ensemble_dev is not None
+            else {}
+        ),
+        **(
+            {
+                "teacher_generation1_dev": _figures(generation1_dev),
+                "self_distil_epochs": options.self_distil_epochs,
+            }
+            if generation1_dev is not None
             else {}
         ),
         "pruned_before_distillation_dev": _figures(pruned_dev),
@@ -440,6 +471,57 @@ def _fine_tune_teacher(
         (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
     teacher.eval()
     return teacher, teacher_dir
+
+
+def _self_distil_teacher(
+    teacher: MultiTaskModel,
+    generation1: MultiTaskModel | TeacherEnsemble,
+    generation1_dirs: list[Path],
+    train_tasks: dict[str, TaskData],
+    labels: dict[str, list[str]],
+    teacher_cfg: TrainConfig,
+    options: BuildOptions,
+    console: Any,
+    tokenizer_path: Path,
+    train_data: str,
+) -> tuple[MultiTaskModel, Path]:
+    """Fine-tune ``teacher`` (a fresh copy of the base encoder) on the gold labels and the first
+    generation's soft labels of both heads; or, with --resume, reload one made the same way."""
+    folder = Path(options.work_dir) / "teacher-generation2"
+    # The cross-task labels are the new signal, so the head a batch has no gold label for counts as
+    # much as the other; no hidden-state or pooled-vector targets (same shape, fresh start).
+    config = replace(
+        teacher_cfg,
+        epochs=options.self_distil_epochs,
+        seed=options.seed + 4,
+        kd_other_weight=1.0,
+        hidden_weight=0.0,
+        teacher_pooled_weight=0.0,
+    )
+    key = {
+        "train_config": asdict(config),
+        "train_data": train_data,
+        "retrieval": options.retrieval_projection,
+        "generation1": [str(path) for path in generation1_dirs],
+    }
+    if options.resume and _same_run(folder, key):
+        teacher, _meta = load_checkpoint(folder)
+        console.print(f"teacher generation 2: reusing {folder}")
+    else:
+        t0 = time.monotonic()
+        train(
+            teacher,
+            train_tasks,
+            config,
+            distil=Distillation(teacher=generation1, layer_map=[]),
+            desc="teacher generation 2",
+        )
+        console.print(f"teacher generation 2 trained in {time.monotonic() - t0:.0f} s")
+        save_checkpoint(teacher, folder, {"labels": labels, **key})
+    if not (folder / TOKENIZER_NAME).is_file():
+        (folder / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
+    teacher.eval()
+    return teacher, folder
 
 
 def export_checkpoint(

@@ -95,6 +95,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="weight of a supervised contrastive loss on the teachers' KB embedding over topic labels "
         "(texts of a topic pulled together; default 0: none)",
     )
+    build.add_argument(
+        "--teacher-self-distil",
+        type=float,
+        default=0.0,
+        metavar="EPOCHS",
+        help="train a second-generation teacher for EPOCHS on the gold labels plus the first teacher's "
+        "soft labels of both heads on every text; the student learns from it (default 0: off)",
+    )
     shape = build.add_argument_group(
         "student shape", "what pruning keeps (default 4 layers, 6 heads per layer, 512 FFN neurons per layer)"
     )
@@ -203,6 +211,7 @@ def _build(args: argparse.Namespace) -> int:
         calibration_fraction=args.calibration_fraction,
         exclude_topics=tuple(args.exclude_topic or ()),
         retrieval_projection=args.retrieval_projection,
+        self_distil_epochs=args.teacher_self_distil,
         prune=replace(
             default_shape,
             layers=args.prune_layers or default_shape.layers,
