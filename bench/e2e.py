@@ -266,10 +266,12 @@ def e2e_rows(
     batch_seconds: float | None,
     mean_tokens: float,
     services: Stack | None = None,
+    alone_n: int | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Row 5 at full speed (best of ``rounds`` runs of ``n`` events), then row 5p paced at 50% of that
-    rate. The worker runs in a process of its own, as `finsignal run` does in production (the replay
-    producer and the signal collector would otherwise share its interpreter lock).
+    rate, then row 5w (``alone_n`` events, default ``2 n``: the worker alone on a backlog). The worker
+    runs in a process of its own, as `finsignal run` does in production (the replay producer and the
+    signal collector would otherwise share its interpreter lock).
 
     ``services``: a running broker + Redis to use (tests); else embedded ones are started for the run.
     """
@@ -281,6 +283,7 @@ def e2e_rows(
             full = max(runs, key=lambda run: run.msgs_per_s)
             rate = 0.5 * full.msgs_per_s
             paced = run_stage(replayer, collector, texts, paced_n, "paced", rate_per_s=rate)
+        alone = worker_alone_row(base, st, texts, alone_n or 2 * n, mean_tokens)
     lat_full, lat_paced = percentiles(full.latency_ms), percentiles(paced.latency_ms)
     threads = settings.intra_op_threads or "all"
     rows = [
@@ -316,6 +319,7 @@ def e2e_rows(
                 "complete": paced.complete,
             },
         ),
+        alone,
     ]
     facts = {
         "latency_full_ms": full.latency_ms,
@@ -416,6 +420,80 @@ def scaling_rows(
     return rows, {"scaling_ratio": two_over_one}
 
 
+def _middle_rate(stamps_ms: list[int]) -> dict[str, Any]:
+    """Rate of the signals between the 10th and 90th percentile of their CreateTimes (ms): a worker's
+    start-up and its last partial batches left out."""
+    stamps = sorted(stamps_ms)
+    lo, hi = len(stamps) // 10, (len(stamps) * 9) // 10
+    middle_s = (stamps[hi] - stamps[lo]) / 1000 if stamps else 0.0
+    return {
+        "messages": len(stamps),
+        "middle": hi - lo,
+        "middle_s": middle_s,
+        "msgs_per_s": (hi - lo) / middle_s if middle_s > 0 else 0.0,
+        "span_s": (stamps[-1] - stamps[0]) / 1000 if stamps else 0.0,
+    }
+
+
+def _wait_committed(settings: Settings, n: int, timeout_s: float) -> bool:
+    """Wait until the worker group has committed ``n`` offsets of input partition 0 (one OffsetFetch
+    every 0.25 s: nearly no CPU, unlike reading the signals while the worker runs)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        group_id=settings.group_id, enable_auto_commit=False, **settings.kafka_client_kwargs()
+    )
+    partition = TopicPartition(settings.input_topic, 0)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if (consumer.committed(partition) or 0) >= n:
+                return True
+            time.sleep(0.25)
+        return False
+    finally:
+        consumer.close()
+
+
+def worker_alone_row(
+    base: Settings, st: Stack, texts: list[str], n: int, mean_tokens: float, timeout_s: float = 300.0
+) -> Row:
+    """Row 5w: row 5's worker process drains ``n`` events produced before it starts, with no replay
+    producer or signal collector running beside it; the signals are read afterwards and timed by their
+    own CreateTimes (10th-90th percentile). Row 5 over row 4 charges the load generator's CPU to the
+    pipeline too; this row does not, so 5w / 4 is what the worker's own Kafka, JSON, fusion and commits
+    cost on the same cores (the broker still runs beside it)."""
+    settings = run_settings(base, st, partitions=1)
+    ids = [f"alone-{i:06d}" for i in range(n)]
+    replayer = Replayer(settings)
+    try:
+        for i, event_id in enumerate(ids):
+            replayer.send(event_id, texts[i % len(texts)])
+    finally:
+        replayer.close()
+    with worker_processes(settings, 1):
+        drained = _wait_committed(settings, n, timeout_s)
+    collector = Collector(settings)
+    collector.start()
+    try:
+        complete = drained and collector.wait_for(ids, timeout_s=60.0)
+    finally:
+        collector.stop.set()
+        collector.join(timeout=5)
+    rate = _middle_rate([collector.seen[i][0] for i in ids if i in collector.seen])
+    return Row(
+        "5w",
+        "  same worker alone on a backlog (no replay, no collector)",
+        rate["middle"],
+        rate["middle_s"],
+        settings.max_batch_size,
+        mean_tokens,
+        f"{n} events produced first, signals read after; their CreateTimes, 10th-90th percentile; "
+        f"all {rate['messages']} in {rate['span_s']:.1f} s",
+        {"complete": complete},
+    )
+
+
 # --- drain: N worker processes empty a backlog (the workers' own rate, free of the replay's) ----------
 
 
@@ -446,17 +524,8 @@ def drain_rows(
                 replayer.producer.flush()
                 with worker_processes(settings, count):
                     complete = collector.wait_for(ids, timeout_s=timeout_s)
-            stamps = sorted(collector.seen[i][0] for i in ids if i in collector.seen)
-            lo, hi = len(stamps) // 10, (len(stamps) * 9) // 10
-            middle_s = (stamps[hi] - stamps[lo]) / 1000 if stamps else 0.0
-            results[count] = {
-                "messages": len(stamps),
-                "middle": hi - lo,  # signals between the 10th and 90th percentile stamps
-                "middle_s": middle_s,
-                "msgs_per_s": (hi - lo) / middle_s if middle_s > 0 else 0.0,
-                "complete": complete,
-                "span_s": (stamps[-1] - stamps[0]) / 1000 if stamps else 0.0,
-            }
+            stamps = [collector.seen[i][0] for i in ids if i in collector.seen]
+            results[count] = {**_middle_rate(stamps), "complete": complete}
             log.info("drain: %d process(es): %s", count, results[count])
     base_rate = results[procs[0]]["msgs_per_s"]
     rows = [

@@ -285,6 +285,7 @@ def _ratios(rows: list[Row], facts: dict[str, Any], peak: dict[str, Any] | None)
         "e2e_vs_finbert_per_message": ratio("5", "1a"),
         "e2e_vs_minilm_torch": ratio("5", "2"),
         "e2e_vs_encoder_fusion": ratio("5", "4"),
+        "worker_alone_vs_encoder_fusion": ratio("5w", "4"),
         "encoder_vs_finbert_per_message": ratio("4", "1a"),
         "encoder_vs_minilm_torch": ratio("4", "2"),
         "encoder_vs_dense_int8": ratio("4", "3"),
@@ -299,7 +300,7 @@ def _ratios(rows: list[Row], facts: dict[str, Any], peak: dict[str, Any] | None)
     }
 
 
-ROW_ORDER = ["1a", "1b", "2", "3", "3s", "4", "4e", "4t", "5", "5p", "5x", "5d", "6"]
+ROW_ORDER = ["1a", "1b", "2", "3", "3s", "4", "4e", "4t", "5", "5p", "5w", "5x", "5d", "6"]
 
 
 def _row_order(row: str) -> tuple[int, int]:

@@ -30,6 +30,7 @@ LEVERS = {
     "lever_pruning_4t_vs_3s": "pruned encoder vs dense, both in 1024-token sub-batches (4t / 3s)",
     "cost_fusion_4_vs_4e": "with KB fusion vs encoder alone (4 / 4e)",
     "e2e_vs_encoder_fusion": "Kafka pipeline vs no Kafka (5 / 4)",
+    "worker_alone_vs_encoder_fusion": "worker alone on a backlog vs no Kafka (5w / 4: no load generator)",
 }
 
 

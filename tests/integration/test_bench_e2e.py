@@ -25,9 +25,11 @@ def test_row5_end_to_end_and_paced(
         settings, texts, n=150, rounds=2, paced_n=60, batch_seconds=0.05, mean_tokens=20.0,
         services=Stack(kafka_bootstrap, redis_url),
     )  # fmt: skip
-    full, paced = rows
-    assert (full.row, paced.row) == ("5", "5p")
-    assert full.extra["complete"] and paced.extra["complete"]  # every event came back as a signal
+    full, paced, alone = rows
+    assert (full.row, paced.row, alone.row) == ("5", "5p", "5w")
+    # every event came back as a signal, also those of the backlog the worker drained alone (2 x 150)
+    assert full.extra["complete"] and paced.extra["complete"] and alone.extra["complete"]
+    assert alone.messages == 240 and alone.msgs_per_s > 0  # the middle 80%, timed by signal stamps
     assert full.messages == 150 and paced.messages == 60
     assert full.msgs_per_s > 0 and paced.msgs_per_s > 0
     # paced at half the measured rate: it cannot finish faster than its own schedule allows
@@ -58,6 +60,8 @@ def test_harness_quick_row5_writes_ratios(
     ratios = result["ratios"]
     expected = rows["5"]["msgs_per_s"] / rows["4"]["msgs_per_s"]
     assert ratios["e2e_vs_encoder_fusion"] == pytest.approx(expected, rel=1e-2)
+    alone = rows["5w"]["msgs_per_s"] / rows["4"]["msgs_per_s"]
+    assert ratios["worker_alone_vs_encoder_fusion"] == pytest.approx(alone, rel=1e-2)
     assert ratios["paced_p99_over_batch"] > 0
     assert json.loads((tmp_path / "quick.json").read_text())["rows"] == result["rows"]
 

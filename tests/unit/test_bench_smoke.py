@@ -69,5 +69,7 @@ def test_bench_refuses_bad_process_counts(procs: str, capsys: pytest.CaptureFixt
 def test_scaling_rows_sort_by_process_count() -> None:
     from bench.harness import _row_order
 
-    rows = ["6", "5d2", "5x16", "5p", "5x2", "4", "5x1", "5d1", "5x4", "5"]
-    assert sorted(rows, key=_row_order) == ["4", "5", "5p", "5x1", "5x2", "5x4", "5x16", "5d1", "5d2", "6"]
+    rows = ["6", "5d2", "5x16", "5p", "5x2", "4", "5w", "5x1", "5d1", "5x4", "5"]
+    assert sorted(rows, key=_row_order) == [
+        "4", "5", "5p", "5w", "5x1", "5x2", "5x4", "5x16", "5d1", "5d2", "6"
+    ]  # fmt: skip
