@@ -310,18 +310,24 @@ def test_retrieval_projection_is_trained_exported_and_part_of_the_resume_key(
 def test_self_distil_trains_a_second_teacher_that_the_student_learns_from(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    options = _tiny_build_options(tmp_path, teacher_refine=None, speed_rounds=0, self_distil_epochs=1.0)
+    refine = TrainConfig(epochs=1, batch_size=8, lr=5e-4, head_lr=1e-3)
+    options = _tiny_build_options(tmp_path, teacher_refine=refine, speed_rounds=0, self_distil_epochs=1.0)
     manifest = run_build(options)
     work = tmp_path / "work"
-    first, _ = load_checkpoint(work / "teacher")
+    first, _ = load_checkpoint(work / "teacher-refined")
     second, meta = load_checkpoint(work / "teacher-generation2")
-    assert meta["generation1"] == [str(work / "teacher")]
-    assert meta["train_config"]["kd_other_weight"] == 1.0 and meta["train_config"]["hidden_weight"] == 0.0
-    # A fresh fine-tune, not a copy of the first teacher.
+    refined, refined_meta = load_checkpoint(work / "teacher-generation2-refined")
+    assert meta["generation1"] == [str(work / "teacher-refined")]
+    for config in (meta["train_config"], refined_meta["train_config"]):
+        assert config["kd_other_weight"] == 1.0 and config["hidden_weight"] == 0.0
+    assert refined_meta["phase1_config"] == meta["train_config"]
+    # A fresh fine-tune, not a copy of the first teacher; then refined in a phase of its own.
     first_w = first.encoder.embeddings.word_embeddings.weight
-    assert not torch.allclose(first_w, second.encoder.embeddings.word_embeddings.weight)
+    second_w = second.encoder.embeddings.word_embeddings.weight
+    assert not torch.allclose(first_w, second_w)
+    assert not torch.allclose(second_w, refined.encoder.embeddings.word_embeddings.weight)
     _student, student_meta = load_checkpoint(work / "student")
-    assert student_meta["teacher"] == str(work / "teacher-generation2")
+    assert student_meta["teacher"] == str(work / "teacher-generation2-refined")
     metrics = manifest["metrics"]
     assert metrics["self_distil_epochs"] == 1.0
     assert set(metrics["teacher_generation1_dev"]) == {"sentiment", "topic"}
@@ -329,7 +335,8 @@ def test_self_distil_trains_a_second_teacher_that_the_student_learns_from(
 
     capsys.readouterr()
     run_build(replace(options, resume=True))
-    assert "teacher generation 2: reusing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "teacher generation 2: reusing" in err and "teacher generation 2 refine: reusing" in err
     run_build(replace(options, resume=True, self_distil_epochs=2.0))
     err = capsys.readouterr().err
     assert "teacher: reusing" in err and "teacher generation 2: reusing" not in err

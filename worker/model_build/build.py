@@ -235,6 +235,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
             soft_teacher,
             [path for _, path in members],
             train_tasks,
+            dev_tasks,
             labels,
             teacher_cfg,
             options,
@@ -478,6 +479,7 @@ def _self_distil_teacher(
     generation1: MultiTaskModel | TeacherEnsemble,
     generation1_dirs: list[Path],
     train_tasks: dict[str, TaskData],
+    dev_tasks: dict[str, TaskData],
     labels: dict[str, list[str]],
     teacher_cfg: TrainConfig,
     options: BuildOptions,
@@ -486,7 +488,8 @@ def _self_distil_teacher(
     train_data: str,
 ) -> tuple[MultiTaskModel, Path]:
     """Fine-tune ``teacher`` (a fresh copy of the base encoder) on the gold labels and the first
-    generation's soft labels of both heads; or, with --resume, reload one made the same way."""
+    generation's soft labels of both heads, then refine it as the first generation was; with --resume,
+    reload checkpoints made the same way."""
     folder = Path(options.work_dir) / "teacher-generation2"
     # The cross-task labels are the new signal, so the head a batch has no gold label for counts as
     # much as the other; no hidden-state or pooled-vector targets (same shape, fresh start).
@@ -518,6 +521,33 @@ def _self_distil_teacher(
         )
         console.print(f"teacher generation 2 trained in {time.monotonic() - t0:.0f} s")
         save_checkpoint(teacher, folder, {"labels": labels, **key})
+    if options.teacher_refine is not None and options.teacher_refine.epochs > 0:
+        # The same warm restart as the first generation's, still against its soft labels.
+        refine_cfg = replace(
+            options.teacher_refine,
+            seed=options.seed + 6,
+            kd_other_weight=1.0,
+            hidden_weight=0.0,
+            teacher_pooled_weight=0.0,
+        )
+        refine_key = {**key, "train_config": asdict(refine_cfg), "phase1_config": key["train_config"]}
+        refined = folder.with_name(folder.name + "-refined")
+        if options.resume and _same_run(refined, refine_key):
+            teacher, _meta = load_checkpoint(refined)
+            console.print(f"teacher generation 2 refine: reusing {refined}")
+        else:
+            console.print("teacher generation 2 after phase 1 dev: " + _brief(evaluate(teacher, dev_tasks)))
+            t0 = time.monotonic()
+            train(
+                teacher,
+                train_tasks,
+                refine_cfg,
+                distil=Distillation(teacher=generation1, layer_map=[]),
+                desc="teacher generation 2 refine",
+            )
+            console.print(f"teacher generation 2 refined in {time.monotonic() - t0:.0f} s")
+            save_checkpoint(teacher, refined, {"labels": labels, **refine_key})
+        folder = refined
     if not (folder / TOKENIZER_NAME).is_file():
         (folder / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
     teacher.eval()
