@@ -37,9 +37,14 @@ finsignal and finsignal itself, and compares them with the machine's own limit:
 3. the same dense encoder exported to ONNX and quantised to INT8, batched (3s: length-sorted sub-batches
    of at most 1024 padded tokens, to show what splitting by length is worth);
 4. finsignal's pruned INT8 encoder + KB fusion over the default KB, no Kafka (4e: the encoder alone;
-   4t: the encoder with `max_batch_tokens` 1024 instead of the default 8192, a what-if);
+   4t: the encoder with `max_batch_tokens` 1024 instead of the default 512, a what-if);
 5. finsignal end to end through a Kafka-protocol broker (embedded Tansu, Redis, default KB): first
-   produce to last signal, and latency at 50% of that rate (5p); `--scaling`: 1 vs 2 worker processes;
+   produce to last signal, and latency at 50% of that rate (5p); 5w: the same worker process alone
+   on a backlog produced before it starts, the signals read only afterwards and timed by their own
+   CreateTimes (so 5w / 4 is what the worker's Kafka, JSON, fusion and commits cost, without the bench's
+   replay producer and collector on the same cores); `--scaling`: 1 vs 2 worker processes
+   (`--procs 1,2,4,...` for more); `--drain`: N worker processes emptying a produced backlog (5d<N>,
+   timed by the signals' own timestamps, free of the single replay producer);
 6. the machine's limit: the encoder's FLOPs per message (from its shapes and the measured token counts)
    against an INT8 `MatMulInteger` and an FP32 sgemm peak measured in the same run.
 
@@ -48,8 +53,8 @@ by `bench/make_texts.py` (fixed seed). Every row truncates at the worker's `max_
 model's own cap (64 for the shipped pruned encoder); "tokens/msg" is what each model was fed.
 
 Rows 1-4 are timed in interleaved rounds (1a 1b 2 3 3s 4 4e 4t, again, again) and each keeps its best
-round; row 5 is the best of three runs. Reproduce: `finsignal bench --scaling` (full: 4 minutes on a
-quiet 2-core machine, 9-18 minutes while other jobs load it), `finsignal bench --quick` (smoke). The
+round; row 5 is the best of three runs. Reproduce: `finsignal bench --scaling` (full: 6-7 minutes on
+the shared 2-core machine, longer while other jobs load it), `finsignal bench --quick` (smoke). The
 machine is shared, so absolute numbers are noisy (runs under load average 5-10 were 2-5x slower): read
 the ratios, which come from one run.
 """
