@@ -37,6 +37,15 @@ class Classified:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A batch through the encoder only, with the KB index it is to be fused with."""
+
+    output: EncoderOutput
+    index: KnowledgeIndex | None
+    seconds: float
+
+
 def serving_fusion(settings: Settings, encoder: Encoder) -> Fusion:
     """The fusion the worker serves with: the model's fitted parameters and the settings' top-m points
     and top-k groups (`kb explain` and `kb audit` use it too, so they fuse exactly as the worker does)."""
@@ -114,11 +123,21 @@ class Classifier:
         )
 
     def classify_texts(self, texts: list[str]) -> Classified:
+        return self.fuse_encoded(self.encode_texts(texts))
+
+    def encode_texts(self, texts: list[str]) -> Encoded:
+        """The encoder half of ``classify_texts``; the KB version the batch will be fused with is read now."""
         index = self._index  # one read: the whole batch uses one KB version
         start = time.perf_counter()
         output = self.encoder.encode(texts)
+        return Encoded(output, index, time.perf_counter() - start)
+
+    def fuse_encoded(self, encoded: Encoded) -> Classified:
+        """The KB half of ``classify_texts``."""
+        start = time.perf_counter()
+        output, index = encoded.output, encoded.index
         results = self.fusion.fuse(output.embedding, output.sentiment_logits, output.topic_logits, index)
-        seconds = time.perf_counter() - start
+        seconds = encoded.seconds + time.perf_counter() - start
         return Classified(results, output, index.version if index is not None else 0, seconds)
 
     def _embed_points(
