@@ -169,23 +169,37 @@ class Replayer:
         self.sent_ms[event_id] = ms
         self.producer.send(self.topic, key=event_id.encode(), value=orjson.dumps(payload), timestamp_ms=ms)
 
+    def send_all(self, ids: list[str], texts: list[str]) -> None:
+        """One event per id, as fast as possible, the texts taken in turn."""
+        for i, event_id in enumerate(ids):
+            self.send(event_id, texts[i % len(texts)])
+
     def close(self) -> None:
         self.producer.flush()
         self.producer.close()
 
 
 @contextlib.contextmanager
-def replay_and_collect(settings: Settings) -> Iterator[tuple[Replayer, Collector]]:
-    """A replay producer on the input topic and a running collector on the signals topic."""
+def collecting(settings: Settings) -> Iterator[Collector]:
+    """A collector reading the signals topic while the block runs."""
     collector = Collector(settings)
     collector.start()
-    replayer = Replayer(settings)
     try:
-        yield replayer, collector
+        yield collector
     finally:
-        replayer.close()
         collector.stop.set()
         collector.join(timeout=5)
+
+
+@contextlib.contextmanager
+def replay_and_collect(settings: Settings) -> Iterator[tuple[Replayer, Collector]]:
+    """A replay producer on the input topic and a running collector on the signals topic."""
+    with collecting(settings) as collector:
+        replayer = Replayer(settings)
+        try:
+            yield replayer, collector
+        finally:
+            replayer.close()
 
 
 @dataclass
@@ -219,8 +233,7 @@ def run_stage(
     ids = [f"{label}-{i:06d}" for i in range(n)]
     start = time.time()
     if rate_per_s is None:
-        for i, event_id in enumerate(ids):
-            replayer.send(event_id, texts[i % len(texts)])
+        replayer.send_all(ids, texts)
     else:
         tick = 0.005  # send in small groups every 5 ms: smooth enough, cheap in Python
         for i, event_id in enumerate(ids):
@@ -467,19 +480,13 @@ def worker_alone_row(
     ids = [f"alone-{i:06d}" for i in range(n)]
     replayer = Replayer(settings)
     try:
-        for i, event_id in enumerate(ids):
-            replayer.send(event_id, texts[i % len(texts)])
+        replayer.send_all(ids, texts)
     finally:
         replayer.close()
     with worker_processes(settings, 1):
         drained = _wait_committed(settings, n, timeout_s)
-    collector = Collector(settings)
-    collector.start()
-    try:
+    with collecting(settings) as collector:
         complete = drained and collector.wait_for(ids, timeout_s=60.0)
-    finally:
-        collector.stop.set()
-        collector.join(timeout=5)
     rate = _middle_rate([collector.seen[i][0] for i in ids if i in collector.seen])
     return Row(
         "5w",
@@ -519,8 +526,7 @@ def drain_rows(
             settings = run_settings(base, st, partitions=partitions, intra_op_threads=1)
             ids = [f"drain{count}-{i:07d}" for i in range(n)]
             with replay_and_collect(settings) as (replayer, collector):
-                for i, event_id in enumerate(ids):
-                    replayer.send(event_id, texts[i % len(texts)])
+                replayer.send_all(ids, texts)
                 replayer.producer.flush()
                 with worker_processes(settings, count):
                     complete = collector.wait_for(ids, timeout_s=timeout_s)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -229,7 +229,7 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     teacher_dev = member_dev[0]
     generation1_dev: dict[str, dict] | None = None  # type: ignore[type-arg]
     if options.self_distil_epochs > 0:
-        generation1_dev = evaluate(soft_teacher, dev_tasks)
+        generation1_dev = ensemble_dev if ensemble_dev is not None else teacher_dev  # already measured
         teacher, teacher_dir = _self_distil_teacher(
             MultiTaskModel(copy.deepcopy(base), label_counts, retrieval=options.retrieval_projection),
             soft_teacher,
@@ -436,42 +436,31 @@ def _fine_tune_teacher(
     """Fine-tune (or, with --resume, reload one made with the same config and rows) teacher ``index``;
     its seed is options.seed + 8 * index, so teacher i of one build is teacher 0 of a build run with
     that seed."""
-    seed = options.seed + TEACHER_SEED_STRIDE * index
     first_dir, refined_dir = _teacher_dirs(Path(options.work_dir), index)
-    name = "teacher" if index == 0 else f"teacher {index}"
-    teacher_dir = first_dir
-    config = replace(teacher_cfg, seed=seed)
-    key = {
-        "train_config": asdict(config),
-        "train_data": train_data,
-        "retrieval": options.retrieval_projection,
-    }
-    if options.resume and _same_run(first_dir, key):
-        teacher, _meta = load_checkpoint(first_dir)
-        console.print(f"{name}: reusing {first_dir}")
-    else:
-        t0 = time.monotonic()
-        train(teacher, train_tasks, config, desc=f"{name} fine-tune")
-        console.print(f"{name} trained in {time.monotonic() - t0:.0f} s")
-        save_checkpoint(teacher, first_dir, {"labels": labels, **key})
-    if options.teacher_refine is not None and options.teacher_refine.epochs > 0:
-        # Warm restart at a lower LR, sentiment (the smaller, harder set) seen twice per epoch.
-        refine_cfg = replace(options.teacher_refine, seed=seed + 2)
-        refine_key = {**key, "train_config": asdict(refine_cfg), "phase1_config": key["train_config"]}
-        if options.resume and _same_run(refined_dir, refine_key):
-            teacher, _meta = load_checkpoint(refined_dir)
-            console.print(f"{name} refine: reusing {refined_dir}")
-        else:
-            console.print(f"{name} after phase 1 dev: " + _brief(evaluate(teacher, dev_tasks)))
-            t0 = time.monotonic()
-            train(teacher, train_tasks, refine_cfg, desc=f"{name} refine")
-            console.print(f"{name} refined in {time.monotonic() - t0:.0f} s")
-            save_checkpoint(teacher, refined_dir, {"labels": labels, **refine_key})
-        teacher_dir = refined_dir
-    if not (teacher_dir / TOKENIZER_NAME).is_file():
-        (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
-    teacher.eval()
-    return teacher, teacher_dir
+    return _teacher_phases(
+        teacher,
+        "teacher" if index == 0 else f"teacher {index}",
+        (first_dir, refined_dir),
+        replace(teacher_cfg, seed=options.seed + TEACHER_SEED_STRIDE * index),
+        options.teacher_refine,
+        train_tasks,
+        dev_tasks,
+        labels,
+        options,
+        console,
+        tokenizer_path,
+        train_data,
+    )
+
+
+# The second-generation teacher's losses: the cross-task soft labels are the new signal, so the head a
+# batch has no gold label for counts as much as the other; no hidden-state or pooled-vector targets
+# (same shape, fresh start).
+_SELF_DISTIL_LOSSES: dict[str, Any] = {
+    "kd_other_weight": 1.0,
+    "hidden_weight": 0.0,
+    "teacher_pooled_weight": 0.0,
+}
 
 
 def _self_distil_teacher(
@@ -491,67 +480,92 @@ def _self_distil_teacher(
     generation's soft labels of both heads, then refine it as the first generation was; with --resume,
     reload checkpoints made the same way."""
     folder = Path(options.work_dir) / "teacher-generation2"
-    # The cross-task labels are the new signal, so the head a batch has no gold label for counts as
-    # much as the other; no hidden-state or pooled-vector targets (same shape, fresh start).
-    config = replace(
-        teacher_cfg,
-        epochs=options.self_distil_epochs,
-        seed=options.seed + 4,
-        kd_other_weight=1.0,
-        hidden_weight=0.0,
-        teacher_pooled_weight=0.0,
+    refine = options.teacher_refine
+    return _teacher_phases(
+        teacher,
+        "teacher generation 2",
+        (folder, folder.with_name(folder.name + "-refined")),
+        replace(teacher_cfg, epochs=options.self_distil_epochs, seed=options.seed + 4, **_SELF_DISTIL_LOSSES),
+        None if refine is None else replace(refine, **_SELF_DISTIL_LOSSES),
+        train_tasks,
+        dev_tasks,
+        labels,
+        options,
+        console,
+        tokenizer_path,
+        train_data,
+        distil=Distillation(teacher=generation1, layer_map=[]),
+        key_extra={"generation1": [str(path) for path in generation1_dirs]},
     )
+
+
+def _teacher_phases(
+    teacher: MultiTaskModel,
+    name: str,
+    dirs: tuple[Path, Path],
+    config: TrainConfig,
+    refine: TrainConfig | None,
+    train_tasks: dict[str, TaskData],
+    dev_tasks: dict[str, TaskData],
+    labels: dict[str, list[str]],
+    options: BuildOptions,
+    console: Any,
+    tokenizer_path: Path,
+    train_data: str,
+    distil: Distillation | None = None,
+    key_extra: dict[str, Any] | None = None,
+) -> tuple[MultiTaskModel, Path]:
+    """A teacher's fine-tune (``config``) and, unless ``refine`` is None or has no epochs, its warm
+    restart (seed ``config.seed + 2``); each phase saved to its folder of ``dirs``, or reloaded from it
+    with --resume when made with the same settings and rows."""
+    first_dir, refined_dir = dirs
     key = {
         "train_config": asdict(config),
         "train_data": train_data,
         "retrieval": options.retrieval_projection,
-        "generation1": [str(path) for path in generation1_dirs],
+        **(key_extra or {}),
     }
-    if options.resume and _same_run(folder, key):
-        teacher, _meta = load_checkpoint(folder)
-        console.print(f"teacher generation 2: reusing {folder}")
-    else:
+
+    def phase(
+        model: MultiTaskModel,
+        folder: Path,
+        phase_key: dict[str, Any],
+        cfg: TrainConfig,
+        label: str,
+        desc: str,
+        done: str,
+        before_training: Callable[[], None] | None = None,
+    ) -> MultiTaskModel:
+        if options.resume and _same_run(folder, phase_key):
+            model, _meta = load_checkpoint(folder)
+            console.print(f"{label}: reusing {folder}")
+            return model
+        if before_training is not None:
+            before_training()
         t0 = time.monotonic()
-        train(
-            teacher,
-            train_tasks,
-            config,
-            distil=Distillation(teacher=generation1, layer_map=[]),
-            desc="teacher generation 2",
-        )
-        console.print(f"teacher generation 2 trained in {time.monotonic() - t0:.0f} s")
-        save_checkpoint(teacher, folder, {"labels": labels, **key})
-    if options.teacher_refine is not None and options.teacher_refine.epochs > 0:
-        # The same warm restart as the first generation's, still against its soft labels.
-        refine_cfg = replace(
-            options.teacher_refine,
-            seed=options.seed + 6,
-            kd_other_weight=1.0,
-            hidden_weight=0.0,
-            teacher_pooled_weight=0.0,
-        )
+        train(model, train_tasks, cfg, distil=distil, desc=desc)
+        console.print(f"{name} {done} in {time.monotonic() - t0:.0f} s")
+        save_checkpoint(model, folder, {"labels": labels, **phase_key})
+        return model
+
+    teacher = phase(teacher, first_dir, key, config, name, f"{name} fine-tune", "trained")
+    teacher_dir = first_dir
+    if refine is not None and refine.epochs > 0:
+        # Warm restart at a lower LR, sentiment (the smaller, harder set) seen twice per epoch.
+        refine_cfg = replace(refine, seed=config.seed + 2)
         refine_key = {**key, "train_config": asdict(refine_cfg), "phase1_config": key["train_config"]}
-        refined = folder.with_name(folder.name + "-refined")
-        if options.resume and _same_run(refined, refine_key):
-            teacher, _meta = load_checkpoint(refined)
-            console.print(f"teacher generation 2 refine: reusing {refined}")
-        else:
-            console.print("teacher generation 2 after phase 1 dev: " + _brief(evaluate(teacher, dev_tasks)))
-            t0 = time.monotonic()
-            train(
-                teacher,
-                train_tasks,
-                refine_cfg,
-                distil=Distillation(teacher=generation1, layer_map=[]),
-                desc="teacher generation 2 refine",
-            )
-            console.print(f"teacher generation 2 refined in {time.monotonic() - t0:.0f} s")
-            save_checkpoint(teacher, refined, {"labels": labels, **refine_key})
-        folder = refined
-    if not (folder / TOKENIZER_NAME).is_file():
-        (folder / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
+        phase1 = teacher
+
+        def show_phase1() -> None:
+            console.print(f"{name} after phase 1 dev: " + _brief(evaluate(phase1, dev_tasks)))
+
+        label = f"{name} refine"
+        teacher = phase(teacher, refined_dir, refine_key, refine_cfg, label, label, "refined", show_phase1)
+        teacher_dir = refined_dir
+    if not (teacher_dir / TOKENIZER_NAME).is_file():
+        (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
     teacher.eval()
-    return teacher, folder
+    return teacher, teacher_dir
 
 
 def export_checkpoint(
