@@ -10,13 +10,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.future import Future
 
+from tests.reliability.relharness import event
+from worker.app import _ENCODER_QUEUE as ENCODER_QUEUE
 from worker.app import BatchNotConfirmed, Worker, _Polled
+from worker.classifier import Classifier
 from worker.config import load_settings
 
 TOPIC = "in"
@@ -109,11 +113,15 @@ class FakeProducer:
 
 
 def _run(
-    consumer: FakeConsumer, producer: FakeProducer | Callable[[], FakeProducer], until_commits: int = 1
+    consumer: FakeConsumer,
+    producer: FakeProducer | Callable[[], FakeProducer],
+    until_commits: int = 1,
+    worker: Worker | None = None,
 ) -> Worker:
-    worker = Worker(load_settings(max_batch_size=len(BAD), max_batch_delay_ms=0, shutdown_timeout_s=0.05))
+    if worker is None:
+        worker = Worker(load_settings(max_batch_size=len(BAD), max_batch_delay_ms=0, shutdown_timeout_s=0.05))
+        worker.start_model_and_kb = lambda: object()  # type: ignore[method-assign]  # DLQ-only: no model
     stop = threading.Event()
-    worker.start_model_and_kb = lambda: object()  # type: ignore[method-assign]  # DLQ-only: no model
     worker._consumer = lambda: consumer  # type: ignore[method-assign]
     worker._producer = producer if callable(producer) else lambda: producer  # type: ignore[method-assign]
     real_commit = consumer.commit
@@ -204,3 +212,69 @@ def test_a_failed_send_in_a_later_batch_rewinds_it_and_the_batch_read_past_it() 
     assert consumer.seeks == [(TP, 13)], "the failed batch and the one read past it are re-read"
     assert consumer.events.index("seek 13") < consumer.events.index("commit 16")
     assert worker.counts.retries == 1 and worker.counts.dlq == 9
+
+
+# --- batches of valid events: the real model, its encoder held so that batches pile up behind it -----
+
+
+def _valid(n: int) -> list[bytes]:
+    return [orjson.dumps(event(f"e{i}")) for i in range(n)]
+
+
+class HeldEncoder:
+    """The shipped model's Classifier whose first encoder call waits until ``release`` is set, so the run
+    loop's read-ahead behind a busy encoder can be seen (which batches were polled before any commit)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.classifier = Classifier(load_settings())
+        real = self.classifier.encode_texts
+        self.calls = 0
+
+        def held(texts: list[str]) -> Any:
+            self.calls += 1
+            if self.calls == 1:
+                assert self.release.wait(20), "the run loop never read ahead of the held batch"
+            return real(texts)
+
+        self.classifier.encode_texts = held  # type: ignore[method-assign]
+
+
+def _run_valid(consumer: FakeConsumer, producer: FakeProducer, until_commits: int) -> Worker:
+    held = HeldEncoder()
+    real_poll = consumer.poll
+
+    def poll_then_release(timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        out = real_poll(timeout_ms, max_records)
+        if sum(e.startswith("poll") for e in consumer.events) >= 1 + ENCODER_QUEUE:
+            held.release.set()  # the loop has read as far ahead as it may: let the encoder go
+        return out
+
+    consumer.poll = poll_then_release  # type: ignore[method-assign]
+    worker = Worker(load_settings(max_batch_size=4, max_batch_delay_ms=0, shutdown_timeout_s=0.05))
+    worker.start_model_and_kb = lambda: held.classifier  # type: ignore[method-assign]
+    return _run(consumer, producer, until_commits=until_commits, worker=worker)
+
+
+def test_batches_behind_a_busy_encoder_are_read_ahead_and_committed_in_order() -> None:
+    consumer = FakeConsumer(_valid(16))
+    producer = FakeProducer(lambda n: None)
+    worker = _run_valid(consumer, producer, until_commits=4)
+    first_commit = next(i for i, e in enumerate(consumer.events) if e.startswith("commit"))
+    assert consumer.events[:first_commit] == ["poll 10-13", "poll 14-17", "poll 18-21"], (
+        "with the first batch in the encoder, the loop hands it the next two before finishing the first"
+    )
+    assert consumer.commits == [{TP: 14}, {TP: 18}, {TP: 22}, {TP: 26}]
+    assert worker.counts.signals == 16 and producer.sends == 16
+
+
+def test_a_failed_send_rewinds_every_batch_read_ahead_of_it() -> None:
+    # The first batch's third output fails while two later batches are already in the encoder: all three
+    # are re-read from the first one's offset, and nothing is committed before the retry confirms it.
+    consumer = FakeConsumer(_valid(12))
+    producer = FakeProducer(lambda n: NotLeaderForPartitionError("leader moved") if n == 2 else None)
+    worker = _run_valid(consumer, producer, until_commits=3)
+    assert consumer.seeks == [(TP, 10)], "every batch read past the failed one is rewound with it"
+    assert consumer.events.index("seek 10") < consumer.events.index("commit 14")
+    assert consumer.commits == [{TP: 14}, {TP: 18}, {TP: 22}]
+    assert worker.counts.retries == 1 and worker.counts.signals == 12
