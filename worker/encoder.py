@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,10 @@ class Encoder:
         self._pool = (
             ThreadPoolExecutor(self.streams, thread_name_prefix="encoder-run") if self.streams > 1 else None
         )
+        # At most ``streams`` ORT runs at once in the process, whoever calls: the worker tokenizes one
+        # batch while another runs (two callers), and the KB reload embeds beside them; without this bound
+        # a process given one inference thread would run two.
+        self._runs = threading.BoundedSemaphore(self.streams)
         self.session = open_session(
             self.artifact.onnx_path(target), target, run_threads, spinning=intra_op_spinning
         )
@@ -213,6 +218,10 @@ class Encoder:
         return _Blocks(lengths, truncated, parts)
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        with self._runs:
+            return self._run_session(ids, mask)
+
+    def _run_session(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         feed = {"input_ids": ids, "attention_mask": mask}
         if not self.io_binding:
             return list(self.session.run(None, feed))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -202,3 +206,37 @@ def test_parallel_streams_give_the_same_rows_as_one_run_at_a_time() -> None:
     np.testing.assert_array_equal(a.topic_logits, b.topic_logits)
     np.testing.assert_array_equal(a.n_tokens, b.n_tokens)
     assert parallel.encode(["one message"]).embedding.shape == (1, parallel.dim)
+
+
+class _CountingSession:
+    """The real session, timed so that overlapping runs would show: records the most at once."""
+
+    def __init__(self, session: object) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+
+    def run(self, names: object, feed: object) -> object:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.02)
+            return self._session.run(names, feed)  # type: ignore[attr-defined]
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_concurrent_callers_never_run_more_than_the_streams_at_once(streams: int) -> None:
+    # The worker encodes two batches at once (one tokenizes while the other runs): a process given one
+    # inference thread must still run one ORT call at a time.
+    model = Encoder(DEFAULT_MODEL_DIR, provider="cpu", intra_op_threads=streams, inference_streams=streams)
+    counting = _CountingSession(model.session)
+    model.session = counting  # type: ignore[assignment]
+    texts = [f"Acme {'shares ' * (i % 9)}rise {i}" for i in range(24)]
+    with ThreadPoolExecutor(4) as callers:
+        list(callers.map(lambda _: model.encode(texts), range(4)))
+    assert counting.most == streams
