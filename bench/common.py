@@ -77,7 +77,7 @@ class Plan:
             sweep_sizes=(1, 8, 32, 64, 128),
             torch_sweep_texts=128,
             torch_sweep_sizes=(1, 16, 64),
-            e2e_messages=3000,
+            e2e_messages=12000,
             e2e_rounds=3,
             paced_messages=2000,
             scaling_messages=4000,

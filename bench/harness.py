@@ -53,8 +53,10 @@ by `bench/make_texts.py` (fixed seed). Every row truncates at the worker's `max_
 model's own cap (64 for the shipped pruned encoder); "tokens/msg" is what each model was fed.
 
 Rows 1-4 are timed in interleaved rounds (1a 1b 2 3 3s 4 4e 4t, again, again) and each keeps its best
-round; row 5 is the best of three runs. Reproduce: `finsignal bench --scaling` (full: 6-7 minutes on
-the shared 2-core machine, longer while other jobs load it), `finsignal bench --quick` (smoke). The
+round; row 5 is the best of three runs of 12,000 events (runs of 3,000 lasted ~1.2 s, so the first
+batch's wait and the last one's flush weighed in: 5 / 4 = 0.72 with 3,000, 0.75 and 0.76 with 12,000).
+Reproduce: `finsignal bench --scaling` (full: 7-8 minutes on the shared 2-core machine, longer while
+other jobs load it), `finsignal bench --quick` (smoke). The
 machine is shared, so absolute numbers are noisy (runs under load average 5-10 were 2-5x slower): read
 the ratios, which come from one run.
 """
