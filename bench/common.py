@@ -24,7 +24,7 @@ class Plan:
     """How much of each row to run. ``quick`` is the CI smoke size; ``full`` fits ~10 min on 2 cores."""
 
     texts: int  # bench/data/texts.jsonl texts (end-to-end rows cycle through them; token stats)
-    timed_texts: int  # rows 4/4e/4t per round
+    timed_texts: int  # rows 4/4p/4e/4t per round
     dense_texts: int  # rows 3/3s per round: the dense model pads arrival-order batches to ~128 tokens
     per_message_sample: int  # row 1a per round: bert-base one message at a time is slow on CPU
     finbert_batched: int  # row 1b per round

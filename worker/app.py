@@ -3,7 +3,7 @@
 Each turn: assemble a micro-batch (up to ``max_batch_size`` records, waiting at most
 ``max_batch_delay_ms`` once the first record is in), decode it (bad records -> DLQ with the original
 bytes and a reason), classify the valid ones in one model call, produce every output, flush, check that
-the broker confirmed every send, and only then commit the batch's offsets. Up to ``_ENCODER_QUEUE``
+the broker confirmed every send, and only then commit the batch's offsets. Up to ``ENCODER_QUEUE``
 later batches are read and in the encoder meanwhile; batches still finish one at a time, in order. A
 failed send or commit rewinds the partitions of that batch and of every batch read after it, and retries
 them, so nothing is committed ahead of its outputs (at-least-once; a retried batch may duplicate
@@ -55,7 +55,7 @@ _NOTHING_IN_FLIGHT.set_result(None)
 # between batches (the tokenizer and the padded blocks took ~22% of each batch's encoder time, with the
 # streams waiting), nor while the run loop flushes and commits. Row-5w drain, 2 cores: 2,485-2,513 ->
 # 2,600-2,614 msg/s (two interleaved pairs).
-_ENCODER_QUEUE = 2
+ENCODER_QUEUE = 2
 _LAG_EVERY_S = 5.0
 _MAX_RETRY_BACKOFF_S = 5.0
 _BROKER_CHECK_S = 0.5  # how often the loop looks at the consumer's connection count
@@ -178,10 +178,10 @@ class Worker:
         )
         backoff = 0.2
         # Pipeline: while the oldest batch is fused, produced, flushed and committed here, up to
-        # _ENCODER_QUEUE later batches are already decoded and in the encoder on the classify threads
+        # ENCODER_QUEUE later batches are already decoded and in the encoder on the classify threads
         # (ONNX Runtime and the tokenizer release the GIL). Kafka clients are used from this thread only
         # and batches finish strictly in order, so commit order stays in one place.
-        executor = ThreadPoolExecutor(max_workers=_ENCODER_QUEUE, thread_name_prefix="classify")
+        executor = ThreadPoolExecutor(max_workers=ENCODER_QUEUE, thread_name_prefix="classify")
         pending: deque[_InFlight] = deque()
         try:
             while not stop.is_set():
@@ -189,7 +189,7 @@ class Worker:
                 self._check_broker(consumer)
                 self._set_ready()
                 batch: list[_Polled] = []
-                if len(pending) <= _ENCODER_QUEUE:
+                if len(pending) <= ENCODER_QUEUE:
                     # With a batch in flight, take what the fetcher already holds instead of idling.
                     head = (pending[0].classified or _NOTHING_IN_FLIGHT) if pending else None
                     batch = self._next_batch(consumer, stop, head)
@@ -198,7 +198,7 @@ class Worker:
                         pending.append(self._prepare(batch, classifier, executor))
                 if not pending:
                     continue
-                if batch and len(pending) <= _ENCODER_QUEUE and not _classified(pending[0]):
+                if batch and len(pending) <= ENCODER_QUEUE and not _classified(pending[0]):
                     continue  # room in the encoder's queue: read on while the oldest batch runs
                 current = pending[0]
                 try:

@@ -18,8 +18,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, NotLeaderForPartitionErr
 from kafka.future import Future
 
 from tests.reliability.relharness import event
-from worker.app import _ENCODER_QUEUE as ENCODER_QUEUE
-from worker.app import BatchNotConfirmed, Worker, _Polled
+from worker.app import ENCODER_QUEUE, BatchNotConfirmed, Worker, _Polled
 from worker.classifier import Classifier
 from worker.config import load_settings
 

@@ -31,9 +31,9 @@ def test_quick_bench_rows_3_4_6(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     result = json.loads((tmp_path / "smoke.json").read_text())
     rows = {row["row"]: row for row in result["rows"]}
-    assert {"3", "3s", "4", "4e", "6"} <= set(rows)
+    assert {"3", "3s", "4", "4p", "4e", "6"} <= set(rows)
     assert "1a" not in rows and "5" not in rows  # only the rows asked for (4 is implied by 6)
-    for key in ("3", "3s", "4", "4e", "6"):
+    for key in ("3", "3s", "4", "4p", "4e", "6"):
         assert rows[key]["msgs_per_s"] > 0, key
         assert rows[key]["mean_tokens"] > 0, key
     # the pruned encoder must be cheaper per message than the dense one on the same texts
