@@ -191,14 +191,14 @@ class Worker:
                 batch: list[_Polled] = []
                 if len(pending) <= ENCODER_QUEUE:
                     # With a batch in flight, take what the fetcher already holds instead of idling.
-                    head = (pending[0].classified or _NOTHING_IN_FLIGHT) if pending else None
+                    head = _model_result(pending[0]) if pending else None
                     batch = self._next_batch(consumer, stop, head)
                     self._report_lag(consumer)
                     if batch:
                         pending.append(self._prepare(batch, classifier, executor))
                 if not pending:
                     continue
-                if batch and len(pending) <= ENCODER_QUEUE and not _classified(pending[0]):
+                if batch and len(pending) <= ENCODER_QUEUE and not _model_result(pending[0]).done():
                     continue  # room in the encoder's queue: read on while the oldest batch runs
                 current = pending[0]
                 try:
@@ -549,8 +549,9 @@ class Worker:
                 )
 
 
-def _classified(flight: _InFlight) -> bool:
-    return flight.classified is None or flight.classified.done()
+def _model_result(flight: _InFlight) -> Future[Any]:
+    """What the batch waits on before it can be finished (a batch of DLQ records only: nothing)."""
+    return flight.classified or _NOTHING_IN_FLIGHT
 
 
 def _rewind(consumer: KafkaConsumer, batch: list[_Polled]) -> None:
