@@ -198,20 +198,11 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
     train_tasks = {t: TaskData(ids[t][0], splits[t][0].labels, labels[t], targets[t][0]) for t in TASKS}
     dev_tasks = {t: TaskData(ids[t][1], splits[t][1].labels, labels[t], targets[t][1]) for t in TASKS}
     dense_params = _params(fresh[0].encoder)
+    teacher_inputs = _TeacherInputs(
+        train_tasks, dev_tasks, labels, options, console, tokenizer_path, train_data
+    )
     members = [
-        _fine_tune_teacher(
-            model,
-            index,
-            train_tasks,
-            dev_tasks,
-            labels,
-            teacher_cfg,
-            options,
-            console,
-            tokenizer_path,
-            train_data,
-        )
-        for index, model in enumerate(fresh)
+        _fine_tune_teacher(model, index, teacher_cfg, teacher_inputs) for index, model in enumerate(fresh)
     ]
     # Teacher 0 is "the dense fine-tuned teacher": its INT8 export is the accuracy and speed
     # baseline, the student is pruned from it and learns its hidden states. With several teachers
@@ -234,14 +225,8 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
             MultiTaskModel(copy.deepcopy(base), label_counts, retrieval=options.retrieval_projection),
             soft_teacher,
             [path for _, path in members],
-            train_tasks,
-            dev_tasks,
-            labels,
             teacher_cfg,
-            options,
-            console,
-            tokenizer_path,
-            train_data,
+            teacher_inputs,
         )
         soft_teacher = teacher
         teacher_dev = evaluate(teacher, dev_tasks)
@@ -421,35 +406,34 @@ def _teacher_dirs(work: Path, index: int) -> tuple[Path, Path]:
     return work / f"teacher-{index}", work / f"teacher-{index}-refined"
 
 
+@dataclass(frozen=True)
+class _TeacherInputs:
+    """What every teacher's training phases read: the tokenized rows, the labels, the build options,
+    where to print, the tokenizer to copy beside each checkpoint and the rows' key for --resume."""
+
+    train_tasks: dict[str, TaskData]
+    dev_tasks: dict[str, TaskData]
+    labels: dict[str, list[str]]
+    options: BuildOptions
+    console: Any
+    tokenizer_path: Path
+    train_data: str
+
+
 def _fine_tune_teacher(
-    teacher: MultiTaskModel,
-    index: int,
-    train_tasks: dict[str, TaskData],
-    dev_tasks: dict[str, TaskData],
-    labels: dict[str, list[str]],
-    teacher_cfg: TrainConfig,
-    options: BuildOptions,
-    console: Any,
-    tokenizer_path: Path,
-    train_data: str,
+    teacher: MultiTaskModel, index: int, teacher_cfg: TrainConfig, inputs: _TeacherInputs
 ) -> tuple[MultiTaskModel, Path]:
     """Fine-tune (or, with --resume, reload one made with the same config and rows) teacher ``index``;
     its seed is options.seed + 8 * index, so teacher i of one build is teacher 0 of a build run with
     that seed."""
-    first_dir, refined_dir = _teacher_dirs(Path(options.work_dir), index)
+    options = inputs.options
     return _teacher_phases(
         teacher,
         "teacher" if index == 0 else f"teacher {index}",
-        (first_dir, refined_dir),
+        _teacher_dirs(Path(options.work_dir), index),
         replace(teacher_cfg, seed=options.seed + TEACHER_SEED_STRIDE * index),
         options.teacher_refine,
-        train_tasks,
-        dev_tasks,
-        labels,
-        options,
-        console,
-        tokenizer_path,
-        train_data,
+        inputs,
     )
 
 
@@ -467,18 +451,13 @@ def _self_distil_teacher(
     teacher: MultiTaskModel,
     generation1: MultiTaskModel | TeacherEnsemble,
     generation1_dirs: list[Path],
-    train_tasks: dict[str, TaskData],
-    dev_tasks: dict[str, TaskData],
-    labels: dict[str, list[str]],
     teacher_cfg: TrainConfig,
-    options: BuildOptions,
-    console: Any,
-    tokenizer_path: Path,
-    train_data: str,
+    inputs: _TeacherInputs,
 ) -> tuple[MultiTaskModel, Path]:
     """Fine-tune ``teacher`` (a fresh copy of the base encoder) on the gold labels and the first
     generation's soft labels of both heads, then refine it as the first generation was; with --resume,
     reload checkpoints made the same way."""
+    options = inputs.options
     folder = Path(options.work_dir) / "teacher-generation2"
     refine = options.teacher_refine
     return _teacher_phases(
@@ -487,13 +466,7 @@ def _self_distil_teacher(
         (folder, folder.with_name(folder.name + "-refined")),
         replace(teacher_cfg, epochs=options.self_distil_epochs, seed=options.seed + 4, **_SELF_DISTIL_LOSSES),
         None if refine is None else replace(refine, **_SELF_DISTIL_LOSSES),
-        train_tasks,
-        dev_tasks,
-        labels,
-        options,
-        console,
-        tokenizer_path,
-        train_data,
+        inputs,
         distil=Distillation(teacher=generation1, layer_map=[]),
         key_extra={"generation1": [str(path) for path in generation1_dirs]},
     )
@@ -505,13 +478,7 @@ def _teacher_phases(
     dirs: tuple[Path, Path],
     config: TrainConfig,
     refine: TrainConfig | None,
-    train_tasks: dict[str, TaskData],
-    dev_tasks: dict[str, TaskData],
-    labels: dict[str, list[str]],
-    options: BuildOptions,
-    console: Any,
-    tokenizer_path: Path,
-    train_data: str,
+    inputs: _TeacherInputs,
     distil: Distillation | None = None,
     key_extra: dict[str, Any] | None = None,
 ) -> tuple[MultiTaskModel, Path]:
@@ -519,6 +486,8 @@ def _teacher_phases(
     restart (seed ``config.seed + 2``); each phase saved to its folder of ``dirs``, or reloaded from it
     with --resume when made with the same settings and rows."""
     first_dir, refined_dir = dirs
+    options, console, dev_tasks = inputs.options, inputs.console, inputs.dev_tasks
+    train_data = inputs.train_data
     key = {
         "train_config": asdict(config),
         "train_data": train_data,
@@ -543,9 +512,9 @@ def _teacher_phases(
         if before_training is not None:
             before_training()
         t0 = time.monotonic()
-        train(model, train_tasks, cfg, distil=distil, desc=desc)
+        train(model, inputs.train_tasks, cfg, distil=distil, desc=desc)
         console.print(f"{name} {done} in {time.monotonic() - t0:.0f} s")
-        save_checkpoint(model, folder, {"labels": labels, **phase_key})
+        save_checkpoint(model, folder, {"labels": inputs.labels, **phase_key})
         return model
 
     teacher = phase(teacher, first_dir, key, config, name, f"{name} fine-tune", "trained")
@@ -563,7 +532,7 @@ def _teacher_phases(
         teacher = phase(teacher, refined_dir, refine_key, refine_cfg, label, label, "refined", show_phase1)
         teacher_dir = refined_dir
     if not (teacher_dir / TOKENIZER_NAME).is_file():
-        (teacher_dir / TOKENIZER_NAME).write_text(tokenizer_path.read_text())
+        (teacher_dir / TOKENIZER_NAME).write_text(inputs.tokenizer_path.read_text())
     teacher.eval()
     return teacher, teacher_dir
 
