@@ -34,6 +34,7 @@ class _Entity:
 # of whole tokens (word boundaries for free) and one dict lookup per candidate length replaces a regex
 # alternation over every alias (690 companies: ~5x faster).
 _TOKEN = re.compile(r"[^\W_]+|\S")
+_SPACED_TOKEN = re.compile(r"(\s*)([^\W_]+|\S)")  # the same tokens, each with the whitespace before it
 _BARE_TICKER = re.compile(r"[A-Z]{2,5}\Z")
 _CASHTAG = re.compile(r"[A-Za-z][A-Za-z.]{0,5}\Z")
 
@@ -67,10 +68,12 @@ class EntityTagger:
                     self._exact.setdefault(key, entity)
                 else:
                     self._folded.setdefault(tuple(t.casefold() for t in key), entity)
-        keys = [*self._folded, *self._exact]
-        self._max_len = max((len(k) for k in keys), default=1)
-        # Only tokens that can start an alias are looked at further (most tokens start none).
-        self._starts = {k[0].casefold() for k in keys}
+        # Only tokens that can start an alias are looked at further (most tokens start none), and only
+        # for the lengths of the aliases they start, longest first ("the": 3 tokens, "the home depot").
+        widths: dict[str, set[int]] = {}
+        for key in [*self._folded, *self._exact]:
+            widths.setdefault(key[0].casefold(), set()).add(len(key))
+        self._widths = {start: tuple(sorted(w, reverse=True)) for start, w in widths.items()}
 
     @classmethod
     def from_file(cls, path: str | Path = DEFAULT_ENTITIES_PATH) -> EntityTagger:
@@ -86,12 +89,15 @@ class EntityTagger:
 
     def tag(self, text: str) -> list[EntityMatch]:
         """Entities in order of first mention, each once."""
-        matches = list(_TOKEN.finditer(text))
-        spans = [m.span() for m in matches]
-        tokens = [m.group() for m in matches]
+        pairs = _SPACED_TOKEN.findall(text)
+        if not pairs:
+            return []
+        # One C-level pass gives each token with the whitespace before it; "" there means the token
+        # touches the one before ($AAPL, BRK.B). Character offsets are never needed.
+        gaps, tokens = zip(*pairs, strict=True)
         folded = [t.casefold() for t in tokens]
         found: dict[str, EntityMatch] = {}
-        starts = self._starts
+        starts = self._widths
         i, n = 0, len(tokens)
         while i < n:
             token = tokens[i]
@@ -100,59 +106,60 @@ class EntityTagger:
             if token != "$" and folded[i] not in starts and not (1 < len(token) < 6 and token.isupper()):
                 i += 1
                 continue
-            entity, width = self._match_at(text, spans, tokens, folded, i)
+            entity, width = self._match_at(gaps, tokens, folded, i)
             if entity is not None and entity.ticker not in found:
-                start, end = spans[i][0], spans[i + width - 1][1]
-                found[entity.ticker] = {
-                    "ticker": entity.ticker,
-                    "name": entity.name,
-                    "match": text[start:end],
-                }
+                match = (
+                    token
+                    if width == 1
+                    else token + "".join(gaps[j] + tokens[j] for j in range(i + 1, i + width))
+                )
+                found[entity.ticker] = {"ticker": entity.ticker, "name": entity.name, "match": match}
             i += width
         return list(found.values())
 
     def _match_at(
-        self, text: str, spans: list[tuple[int, int]], tokens: list[str], folded: list[str], i: int
+        self, gaps: tuple[str, ...], tokens: tuple[str, ...], folded: list[str], i: int
     ) -> tuple[_Entity | None, int]:
         """(entity or None, tokens consumed) at token i: cashtag, else longest alias, else bare ticker."""
         token, n = tokens[i], len(tokens)
-        if token == "$" and i + 1 < n and spans[i + 1][0] == spans[i][1]:
+        if token == "$" and i + 1 < n and not gaps[i + 1]:
             # $BRK.B: the cashtag may continue with ".X" right after it.
             width = 2
             if (
                 i + 3 < n
                 and tokens[i + 2] == "."
-                and spans[i + 2][0] == spans[i + 1][1]
-                and spans[i + 3][0] == spans[i + 2][1]
+                and not gaps[i + 2]
+                and not gaps[i + 3]
                 and len(tokens[i + 3]) == 1
             ):
                 width = 4
             symbol = "".join(tokens[i + 1 : i + width])
             if _CASHTAG.match(symbol):
                 return self._by_ticker.get(symbol.upper()), width
+        # The token right before, when nothing separates them ("" at the start of the text).
+        touching = tokens[i - 1] if i > 0 and not gaps[i] else ""
         # An alias never starts right after a "$" (that is a cashtag).
-        after_dollar = spans[i][0] > 0 and text[spans[i][0] - 1] == "$"
-        if folded[i] in self._starts and not after_dollar:
-            for width in range(min(self._max_len, n - i), 0, -1):
-                entity = self._exact.get(tuple(tokens[i : i + width])) or self._folded.get(
+        if touching != "$":
+            for width in self._widths.get(folded[i], ()):
+                if width > n - i:
+                    continue
+                entity = self._exact.get(tokens[i : i + width]) or self._folded.get(
                     tuple(folded[i : i + width])
                 )
                 if entity is not None:
                     return entity, width
-        if _BARE_TICKER.match(token) and token not in STOPLIST:
-            before = text[spans[i][0] - 1] if spans[i][0] > 0 else " "
-            if before not in "$.":
-                width, symbol = 1, token
-                if (
-                    i + 2 < n
-                    and tokens[i + 1] == "."
-                    and spans[i + 1][0] == spans[i][1]
-                    and spans[i + 2][0] == spans[i + 1][1]
-                    and len(tokens[i + 2]) == 1
-                    and tokens[i + 2].isupper()
-                ):
-                    width, symbol = 3, f"{token}.{tokens[i + 2]}"  # BRK.B
-                entity = self._by_ticker.get(symbol)
-                if entity is not None:
-                    return entity, width
+        if _BARE_TICKER.match(token) and token not in STOPLIST and touching not in ("$", "."):
+            width, symbol = 1, token
+            if (
+                i + 2 < n
+                and tokens[i + 1] == "."
+                and not gaps[i + 1]
+                and not gaps[i + 2]
+                and len(tokens[i + 2]) == 1
+                and tokens[i + 2].isupper()
+            ):
+                width, symbol = 3, f"{token}.{tokens[i + 2]}"  # BRK.B
+            entity = self._by_ticker.get(symbol)
+            if entity is not None:
+                return entity, width
         return None, 1

@@ -138,3 +138,13 @@ def test_bad_file_is_a_clear_error(tmp_path) -> None:
     bad.write_text("[]")
     with pytest.raises(ValueError, match="entities"):
         EntityTagger.from_file(bad)
+
+
+def test_a_match_is_the_text_as_written_and_touching_tokens_are_told_apart(tagger: EntityTagger) -> None:
+    tags = tagger.tag("Philip\u00a0 Morris cut; $BRK.B and x$NVDA, .MSFT, $ Goldman")
+    assert [(t["ticker"], t["match"]) for t in tags] == [
+        ("PM", "Philip\u00a0 Morris"),  # a multi-word alias keeps the text's own spacing
+        ("BRK.B", "$BRK.B"),
+        ("NVDA", "$NVDA"),  # a cashtag right after a letter is still one
+        ("GS", "Goldman"),  # "$" with a space after it is not a cashtag
+    ]  # ".MSFT": a bare ticker right after "." is not one
