@@ -38,7 +38,6 @@ from worker import metrics
 from worker.classifier import Classifier, Encoded
 from worker.config import Settings
 from worker.decode import DecodeFailure, NewsEvent, decode_event, dlq_headers
-from worker.encoder import pipelined_tokenizer_parallelism, set_tokenizer_parallelism
 from worker.health import Health
 from worker.producers import discard_producer
 from worker.schemas import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC, STORY_HEADER
@@ -145,10 +144,6 @@ class Worker:
             return self.classifier
         settings = self.settings
         classifier = Classifier(settings, cache_client=lambda: redis_client(settings))
-        # Process-wide, and set before any thread of this process tokenizes (warm-up, KB watcher).
-        set_tokenizer_parallelism(
-            pipelined_tokenizer_parallelism(settings.tokenizer_parallelism, classifier.encoder.target)
-        )
         classifier.encoder.warm_up()
         self.classifier = classifier
         self.watcher = KBWatcher(

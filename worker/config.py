@@ -126,14 +126,6 @@ class Settings(BaseSettings):
         description="ONNX Runtime threads busy-wait between ops: 5 percent faster on a machine of their own, "
         "but they take the cores the Kafka I/O needs (end to end 1,138 -> 1,239 msg/s without, bench row 5)",
     )
-    tokenizer_parallelism: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="the classify process's tokenizer spreads each batch over a thread pool of its own "
-        "(Hugging Face tokenizers' TOKENIZERS_PARALLELISM). auto: off on CPU, where the classify threads "
-        "already tokenize one batch while another runs and the pool's idle threads spin on the cores the "
-        "inference streams need (backlog drains, 2 cores, 7 pairs: median 1,820 -> 1,938 msg/s); on with "
-        "CUDA, where host work bounds the GPU",
-    )
     gil_switch_interval_ms: float = Field(
         1.0,
         gt=0,

@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 # batches into slivers; set ``inference_streams`` to go further.
 MAX_AUTO_STREAMS = 4
 MIN_SPLIT_ROWS = 4  # a sub-batch is halved for an idle stream only if each half keeps this many rows
-# Read by `tokenizers` on every batch call: whether encode_batch spreads the batch over its thread pool.
-TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,28 +290,6 @@ def _split_for_streams(chunks: list[slice], sorted_lengths: np.ndarray, streams:
         middle = (chunk.start + chunk.stop) // 2
         chunks[largest : largest + 1] = [slice(chunk.start, middle), slice(middle, chunk.stop)]
     return chunks
-
-
-def pipelined_tokenizer_parallelism(choice: str, target: str) -> bool:
-    """Whether a caller that keeps batches in the encoder while others run (the worker) should let the
-    tokenizer use its thread pool (``Settings.tokenizer_parallelism``; auto: only with CUDA).
-
-    On CPU the classify threads tokenize one batch while the inference streams run another, so the
-    pool only adds threads that spin between batches on the cores the streams need (24,000-event
-    backlog drains on 2 cores, 7 interleaved pairs: median 1,820 -> 1,938 msg/s without it). Callers
-    that run one batch at a time (``model eval``, bench rows 4 / 4e) keep the library's default."""
-    if choice == "auto":
-        return target == "cuda"
-    return choice == "on"
-
-
-def set_tokenizer_parallelism(enabled: bool) -> str | None:
-    """Set ``TOKENIZERS_PARALLELISM`` for the whole process; returns the value it had (None: unset).
-
-    Call it while no other thread tokenizes: the C environment is not safe to change under a reader."""
-    previous = os.environ.get(TOKENIZERS_PARALLELISM)
-    os.environ[TOKENIZERS_PARALLELISM] = "true" if enabled else "false"
-    return previous
 
 
 def _pick_target(provider: str, available: list[str]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,15 +11,12 @@ import pytest
 
 from worker.config import DEFAULT_MODEL_DIR, ConfigError, load_settings
 from worker.encoder import (
-    TOKENIZERS_PARALLELISM,
     Encoder,
     _padded_block,
     _pick_target,
     _split_for_streams,
     _streams_and_threads,
     _token_budget_chunks,
-    pipelined_tokenizer_parallelism,
-    set_tokenizer_parallelism,
 )
 
 
@@ -244,17 +240,3 @@ def test_concurrent_callers_never_run_more_than_the_streams_at_once(streams: int
     with ThreadPoolExecutor(4) as callers:
         list(callers.map(lambda _: model.encode(texts), range(4)))
     assert counting.most == streams
-
-
-def test_the_worker_tokenizes_without_the_pool_on_cpu_and_with_it_on_cuda(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert pipelined_tokenizer_parallelism("auto", "cpu") is False
-    assert pipelined_tokenizer_parallelism("auto", "cuda") is True
-    assert pipelined_tokenizer_parallelism("on", "cpu") is True
-    assert pipelined_tokenizer_parallelism("off", "cuda") is False
-    monkeypatch.delenv(TOKENIZERS_PARALLELISM, raising=False)
-    assert set_tokenizer_parallelism(False) is None
-    assert os.environ[TOKENIZERS_PARALLELISM] == "false"
-    assert set_tokenizer_parallelism(True) == "false"
-    assert os.environ[TOKENIZERS_PARALLELISM] == "true"
