@@ -41,7 +41,10 @@ finsignal and finsignal itself, and compares them with the machine's own limit:
    other runs: the base of the pipeline ratio, so that ratio charges Kafka, JSON and commits only; 4e:
    the encoder alone; 4t: the encoder with `max_batch_tokens` 1024 instead of the default 512, a what-if);
 5. finsignal end to end through a Kafka-protocol broker (embedded Tansu, Redis, default KB): first
-   produce to last signal, and latency at 50% of that rate (5p); 5w: the same worker process alone
+   produce to last signal, with the replay producer sending while the worker runs; the collector reads
+   the signals once the worker group has committed every event, so its record decoding stays off the
+   cores during the timed run, which ends at the last signal's CreateTime; and latency at 50% of that
+   rate (5p, the collector reading along); 5w: the same worker process alone
    on a backlog produced before it starts, the signals read only afterwards and timed by their own
    CreateTimes (so 5w / 4p is what the worker's Kafka, JSON, fusion and commits cost, without the bench's
    replay producer and collector on the same cores); `--scaling`: 1 vs 2 worker processes

@@ -85,3 +85,27 @@ def test_drain_rows_time_the_workers_on_a_produced_backlog(
         assert row.extra["complete"]  # every backlog event came back as a signal
         assert row.messages == 240 and row.msgs_per_s > 0  # the middle 80%, timed by signal stamps
     assert set(facts["drain_msgs_per_s"]) == {"1", "2"}
+
+
+def test_a_run_read_after_the_commit_is_timed_by_the_signals_own_stamps(
+    settings_factory: Callable[..., Settings], kafka_bootstrap: str, redis_url: str
+) -> None:
+    from bench.e2e import replay_and_collect, run_settings, run_stage, worker_processes
+
+    texts = load_texts(64)
+    settings = run_settings(
+        settings_factory(max_batch_delay_ms=10, max_batch_size=16),
+        Stack(kafka_bootstrap, redis_url),
+        partitions=2,
+    )
+    with worker_processes(settings, 1), replay_and_collect(settings) as (replayer, collector):
+        live = run_stage(replayer, collector, texts, 40, "live")
+        after = run_stage(replayer, collector, texts, 120, "after", read_after=settings)
+    assert live.complete and after.complete and after.messages == 120
+    ids = [f"after-{i:06d}" for i in range(120)]
+    stamps = [collector.seen[i][0] for i in ids]
+    first_sent = min(replayer.sent_ms[i] for i in ids)
+    # Not one signal was read before the worker had committed them all (on both partitions, after the
+    # live run's 40): each was seen after the last one was stamped; the run ends at that stamp.
+    assert min(collector.seen[i][1] for i in ids) * 1000 >= max(stamps) - 1
+    assert after.seconds == pytest.approx((max(stamps) - first_sent) / 1000, abs=1e-6)
