@@ -115,23 +115,38 @@ class Collector(threading.Thread):
         self.seen: dict[str, tuple[int, float]] = {}
         self.changed = threading.Condition()
         self.stop = threading.Event()
-        self.paused = threading.Event()  # set: no fetching (its CPU stays off the cores while set)
+        self._paused = threading.Event()  # set: no polling (its CPU stays off the cores while set)
+        self._polling = threading.Lock()  # held for one poll and its bookkeeping
+
+    def pause(self) -> None:
+        """Stop reading; returns once no poll is in progress, so nothing is seen until ``resume``."""
+        self._paused.set()
+        with self._polling:
+            pass
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            if self.paused.is_set():
+            if self._paused.is_set():
                 self.stop.wait(0.05)
                 continue
-            polled = self.consumer.poll(timeout_ms=50, max_records=5000)
-            if not polled:
-                continue
-            now = time.time()
-            with self.changed:
-                for records in polled.values():
-                    for record in records:
-                        self.seen.setdefault(_signal_id(record.value), (record.timestamp, now))
-                self.changed.notify_all()
+            with self._polling:
+                if not self._paused.is_set():
+                    self._poll_once()
         self.consumer.close()
+
+    def _poll_once(self) -> None:
+        polled = self.consumer.poll(timeout_ms=50, max_records=5000)
+        if not polled:
+            return
+        now = time.time()
+        with self.changed:
+            for records in polled.values():
+                for record in records:
+                    self.seen.setdefault(_signal_id(record.value), (record.timestamp, now))
+            self.changed.notify_all()
 
     def wait_for(self, ids: list[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -252,7 +267,7 @@ def run_stage(
     along takes a share of the same cores from the worker (Python record decoding of every signal)."""
     ids = [f"{label}-{i:06d}" for i in range(n)]
     if read_after is not None:
-        collector.paused.set()
+        collector.pause()
     start = time.time()
     if rate_per_s is None:
         replayer.send_all(ids, texts)
@@ -268,7 +283,7 @@ def run_stage(
     sent = time.time()
     if read_after is not None:
         _wait_committed(read_after, len(replayer.sent_ms), timeout_s)
-        collector.paused.clear()
+        collector.resume()
     complete = collector.wait_for(ids, timeout_s)
     seen = collector.seen
     if not complete:
