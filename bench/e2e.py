@@ -448,7 +448,8 @@ def scaling_rows(
     procs: tuple[int, ...] = (1, 2),
 ) -> tuple[list[Row], dict[str, Any]]:
     """Rows 5x<N>: N worker processes (one inference thread each) on an N-partition topic, for each N in
-    ``procs``; ``scaling_ratio`` is 2 processes over 1 when both ran."""
+    ``procs``, timed as row 5 at full speed (signals read once the group has committed every event);
+    ``scaling_ratio`` is 2 processes over 1 when both ran."""
     results: dict[int, StageRun] = {}
     partitions = max(procs)
     with _services(services) as st:
@@ -456,7 +457,9 @@ def scaling_rows(
             settings = run_settings(base, st, partitions=partitions, intra_op_threads=1)
             with worker_processes(settings, count), replay_and_collect(settings) as (replayer, collector):
                 warm(replayer, collector, texts, 8 * settings.max_batch_size, f"warm{count}")
-                results[count] = run_stage(replayer, collector, texts, n, f"scale{count}")
+                results[count] = run_stage(
+                    replayer, collector, texts, n, f"scale{count}", read_after=settings
+                )
             log.info("scaling: %d process(es): %.0f msg/s", count, results[count].msgs_per_s)
     base_rate = results[procs[0]].msgs_per_s
     rows = []
@@ -470,7 +473,8 @@ def scaling_rows(
                 run.seconds,
                 base.max_batch_size,
                 mean_tokens,
-                f"{partitions}-partition topic; end to end; {ratio:.2f}x {procs[0]} process"
+                f"{partitions}-partition topic; end to end, signals read after; "
+                f"{ratio:.2f}x {procs[0]} process"
                 f"{'es' if procs[0] > 1 else ''}; replay sent {run.send_rate:.0f} msg/s",
                 {"latency_ms": percentiles(run.latency_ms), "replay_msgs_per_s": round(run.send_rate, 1)},
             )
@@ -577,8 +581,11 @@ def drain_rows(
             with replay_and_collect(settings) as (replayer, collector):
                 replayer.send_all(ids, texts)
                 replayer.producer.flush()
+                collector.pause()  # read the signals after the drain: the collector's decoding off its cores
                 with worker_processes(settings, count):
-                    complete = collector.wait_for(ids, timeout_s=timeout_s)
+                    drained = _wait_committed(settings, n, timeout_s)
+                collector.resume()
+                complete = drained and collector.wait_for(ids, timeout_s=60.0)
             stamps = [collector.seen[i][0] for i in ids if i in collector.seen]
             results[count] = {**_middle_rate(stamps), "complete": complete}
             log.info("drain: %d process(es): %s", count, results[count])

@@ -48,8 +48,9 @@ finsignal and finsignal itself, and compares them with the machine's own limit:
    on a backlog produced before it starts, the signals read only afterwards and timed by their own
    CreateTimes (so 5w / 4p is what the worker's Kafka, JSON, fusion and commits cost, without the bench's
    replay producer and collector on the same cores); `--scaling`: 1 vs 2 worker processes
-   (`--procs 1,2,4,...` for more); `--drain`: N worker processes emptying a produced backlog (5d<N>,
-   timed by the signals' own timestamps, free of the single replay producer);
+   (`--procs 1,2,4,...` for more; read after, as row 5); `--drain`: N worker processes emptying a
+   produced backlog (5d<N>, timed by the signals' own timestamps, free of the single replay producer,
+   the signals read after the drain);
 6. the machine's limit: the encoder's FLOPs per message (from its shapes and the measured token counts)
    against an INT8 `MatMulInteger` and an FP32 sgemm peak measured in the same run.
 
