@@ -97,13 +97,13 @@ class EntityTagger:
         gaps, tokens = zip(*pairs, strict=True)
         folded = [t.casefold() for t in tokens]
         found: dict[str, EntityMatch] = {}
-        starts = self._widths
+        widths = self._widths
         i, n = 0, len(tokens)
         while i < n:
             token = tokens[i]
             # Most tokens can start nothing: not "$", no alias starts with them, not 2-5 capitals. Skip
             # those without the call (half the tagger's time on the bench texts).
-            if token != "$" and folded[i] not in starts and not (1 < len(token) < 6 and token.isupper()):
+            if token != "$" and folded[i] not in widths and not (1 < len(token) < 6 and token.isupper()):
                 i += 1
                 continue
             entity, width = self._match_at(gaps, tokens, folded, i)
@@ -124,15 +124,7 @@ class EntityTagger:
         token, n = tokens[i], len(tokens)
         if token == "$" and i + 1 < n and not gaps[i + 1]:
             # $BRK.B: the cashtag may continue with ".X" right after it.
-            width = 2
-            if (
-                i + 3 < n
-                and tokens[i + 2] == "."
-                and not gaps[i + 2]
-                and not gaps[i + 3]
-                and len(tokens[i + 3]) == 1
-            ):
-                width = 4
+            width = 4 if _dot_letter(gaps, tokens, i + 2) else 2
             symbol = "".join(tokens[i + 1 : i + width])
             if _CASHTAG.match(symbol):
                 return self._by_ticker.get(symbol.upper()), width
@@ -150,16 +142,24 @@ class EntityTagger:
                     return entity, width
         if _BARE_TICKER.match(token) and token not in STOPLIST and touching not in ("$", "."):
             width, symbol = 1, token
-            if (
-                i + 2 < n
-                and tokens[i + 1] == "."
-                and not gaps[i + 1]
-                and not gaps[i + 2]
-                and len(tokens[i + 2]) == 1
-                and tokens[i + 2].isupper()
-            ):
-                width, symbol = 3, f"{token}.{tokens[i + 2]}"  # BRK.B
+            letter = _dot_letter(gaps, tokens, i + 1)
+            if letter.isupper():
+                width, symbol = 3, f"{token}.{letter}"  # BRK.B
             entity = self._by_ticker.get(symbol)
             if entity is not None:
                 return entity, width
         return None, 1
+
+
+def _dot_letter(gaps: tuple[str, ...], tokens: tuple[str, ...], j: int) -> str:
+    """The one-character token after a "." at ``j`` when both touch what is before them (the ".B" of
+    BRK.B), else ""."""
+    if (
+        j + 1 < len(tokens)
+        and tokens[j] == "."
+        and not gaps[j]
+        and not gaps[j + 1]
+        and len(tokens[j + 1]) == 1
+    ):
+        return tokens[j + 1]
+    return ""
