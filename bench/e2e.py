@@ -281,10 +281,12 @@ def run_stage(
             replayer.send(event_id, texts[i % len(texts)])
     replayer.producer.flush()
     sent = time.time()
+    drained = True
     if read_after is not None:
-        _wait_committed(read_after, len(replayer.sent_ms), timeout_s)
+        drained = _wait_committed(read_after, len(replayer.sent_ms), timeout_s)
         collector.resume()
-    complete = collector.wait_for(ids, timeout_s)
+    # After a commit wait that timed out, read what is there instead of waiting the whole timeout again.
+    complete = collector.wait_for(ids, timeout_s if drained else 5.0)
     seen = collector.seen
     if not complete:
         missing = sum(1 for i in ids if i not in seen)
