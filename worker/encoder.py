@@ -69,7 +69,10 @@ class Encoder:
         max_tokens: int = 128,
         max_batch_tokens: int = 8192,
         inference_streams: int = 1,
+        without_memory: bool = False,
     ) -> None:
+        """``without_memory``: run the file without its memory head, so the task logits are the head's
+        own (offline fusion fitting leaves points out of the memory itself; needs the ``onnx`` package)."""
         import onnxruntime as ort
 
         target = _pick_target(provider, ort.get_available_providers())
@@ -114,9 +117,13 @@ class Encoder:
         # batch while another runs (two callers), and the KB reload embeds beside them; without this bound
         # a process given one inference thread would run two.
         self._runs = threading.BoundedSemaphore(self.streams)
-        self.session = open_session(
-            self.artifact.onnx_path(target), target, run_threads, spinning=intra_op_spinning
-        )
+        graph: Path | bytes = self.artifact.onnx_path(target)
+        self.without_memory = without_memory
+        if without_memory:
+            from worker.model_build.memory import strip_memory_head
+
+            graph = strip_memory_head(graph)
+        self.session = open_session(graph, target, run_threads, spinning=intra_op_spinning)
         used = self.session.get_providers()
         if target == "cuda" and CUDA_PROVIDER not in used:
             raise ConfigError(

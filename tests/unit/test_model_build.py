@@ -30,8 +30,10 @@ from worker.model_build.data import (  # noqa: E402
 )
 from worker.model_build.evaluate import OnnxClassifier, score  # noqa: E402
 from worker.model_build.fusion_fit import fit, load_context  # noqa: E402
+from worker.model_build.memory import strip_memory_head  # noqa: E402
 from worker.model_build.onnx_export import count_ops  # noqa: E402
 from worker.model_build.prune import gate_importance, prune_ffn, prune_heads, prune_vocab  # noqa: E402
+from worker.model_build.session import open_session  # noqa: E402
 from worker.model_build.tokenizer_files import encode_batch, runtime_tokenizer  # noqa: E402
 from worker.model_build.train import TrainConfig  # noqa: E402
 from worker.model_build.vocab import kept_token_ids, write_pruned_tokenizer  # noqa: E402
@@ -158,7 +160,8 @@ def test_build_end_to_end_on_tiny_bert(
         assert count_ops(checked.onnx_path("cpu"), "DynamicQuantizeLinear") == 0
     scales = manifest["cpu_graph"]["activation_scales"]
     assert scales["calibration_texts"] == 126  # every train row (< 1,024)
-    assert scales["fused_matmuls"] == count_ops(artifact.onnx_path("cpu"), "MatMulIntegerToFloat") > 0
+    # Every integer MatMul of the encoder was fused, plus the memory head's similarity (added after).
+    assert scales["fused_matmuls"] + 1 == count_ops(artifact.onnx_path("cpu"), "MatMulIntegerToFloat") > 1
     assert count_ops(artifact.onnx_path("cpu"), "MatMulInteger") == 0
     metrics = manifest["metrics"]
     for stage in ("teacher_dev", "student_torch_dev", "int8_onnx_dev", "teacher_int8_onnx_dev"):
@@ -174,15 +177,28 @@ def test_build_end_to_end_on_tiny_bert(
     assert set(speed) == {"dense_teacher_int8", "pruned_int8"}
     assert all(figures["messages_per_s"] > 0 for figures in speed.values())
 
-    # The shipped INT8 file agrees with the torch checkpoint on fresh texts.
+    # Both artifacts carry the topic memory head over the 63 train rows; the INT8 graph's mixed logits
+    # agree with the numpy reference, and the build scored the files with and without it.
+    for folder in (tmp_path / "artifact", tmp_path / "work" / "teacher-artifact"):
+        memory = verify_artifact(folder).manifest["memory"]
+        assert (memory["task"], memory["points"]) == ("topic", 63)
+        assert count_ops(verify_artifact(folder).onnx_path("cpu"), "TopK") == 1
+    assert manifest["metrics"]["memory_check"]["argmax_agreement"] >= 0.9
+    assert manifest["metrics"]["memory_check"]["energy_max_abs_diff"] < 1e-3
+    assert set(manifest["metrics"]["int8_onnx_dev_without_memory"]) == {"sentiment", "topic"}
+
+    # The shipped INT8 file agrees with the torch checkpoint on fresh texts (the head's own logits: the
+    # memory head is checked above).
     model, _ = load_checkpoint(tmp_path / "work" / "student")
     texts = ["oil crude barrel", "fed rates hike", "shares plunge", "record profit beats"]
     ids, mask = encode_batch(runtime_tokenizer(artifact.tokenizer_path, 16), texts)
     with torch.no_grad():
         out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+    head_only = open_session(strip_memory_head(artifact.onnx_path("cpu")))
+    (head_logits,) = head_only.run(["topic_logits"], {"input_ids": ids, "attention_mask": mask})
+    assert np.abs(head_logits - out.logits["topic"].numpy()).max() < 0.1
     classifier = OnnxClassifier(tmp_path / "artifact")
     onnx_logits = classifier.logits(texts, "topic")
-    assert np.abs(onnx_logits - out.logits["topic"].numpy()).max() < 0.1
     for i, text in enumerate(texts):  # each row as it would be alone: batch-mates change nothing
         np.testing.assert_allclose(classifier.logits([text], "topic")[0], onnx_logits[i], atol=1e-5)
     report = score(classifier, load_labelled(topic, "topic"), "topic")
@@ -194,6 +210,16 @@ def test_build_end_to_end_on_tiny_bert(
     for task in ("sentiment", "topic"):  # the same partition as the build's: 63 + 15 + 12 rows
         sizes = [len(getattr(ctx, split)[task].labels) for split in ("train", "calibration", "dev")]
         assert sizes == [63, 15, 12]
+    # The fit mixes the memory's vote itself, each train row's own point left out of it.
+    assert ctx.memory is not None and len(ctx.memory.keys) == 63
+    train = ctx.train["topic"]
+    assert train.topic_head_logits is not None and train.memory_rows is not None
+    with_self = ctx.memory.mixed(train.embedding, train.topic_head_logits)
+    assert not np.allclose(with_self, train.topic_logits)
+    np.testing.assert_allclose(
+        ctx.memory.mixed(train.embedding, train.topic_head_logits, own_rows=train.memory_rows),
+        train.topic_logits,
+    )
     params, info = fit(ctx, seed=0)
     assert np.isfinite(list(info["train_loss_by_temperature"].values())).all()
     assert str(params.temperature) in info["train_loss_by_temperature"]

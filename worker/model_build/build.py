@@ -31,6 +31,7 @@ from worker.model_build.data import (
     UnknownLabelsError,
     task_splits,
 )
+from worker.model_build.memory import MemorySpec
 from worker.model_build.model import MultiTaskModel, TeacherEnsemble
 from worker.model_build.prune import (
     apply_plan,
@@ -99,6 +100,9 @@ class BuildOptions:
     # replaces the first as the student's teacher and the accuracy baseline.
     self_distil_epochs: float = 0.0
     speed_rounds: int = 5  # pruned vs dense teacher INT8 throughput rounds (0: skip)
+    # The k-NN memory head over the train split's embeddings (``memory.py``), added to the student and,
+    # for a like-for-like accuracy baseline, to the dense teacher's artifact too. None: no memory.
+    memory: MemorySpec | None = field(default_factory=MemorySpec)
     base_encoder: Any = None  # tests pass a tiny model; default: all-MiniLM-L6-v2
     base_tokenizer: Path | None = None
     argv: list[str] = field(default_factory=list)
@@ -372,6 +376,25 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         max_tokens=options.max_len,
         calibration_texts=calibration,
     )
+    if options.memory is not None:
+        from worker.model_build.memory import add_memory, check_memory
+
+        metrics["int8_onnx_dev_without_memory"] = _onnx_dev(options.out_dir, splits)
+        metrics["teacher_int8_onnx_dev_without_memory"] = _onnx_dev(teacher_artifact, splits)
+        memory_train, memory_dev = splits[options.memory.task]
+        data_path = options.topic_data if options.memory.task == "topic" else options.sentiment_data
+        for folder in (Path(options.out_dir), teacher_artifact):
+            add_memory(
+                folder,
+                memory_train.texts,
+                memory_train.labels,
+                options.memory,
+                f"train split of {data_path.name}",
+            )
+        metrics["memory_check"] = check_memory(
+            options.out_dir, memory_dev.texts[:512], memory_train.texts, memory_train.labels
+        )
+        console.print(f"memory head: {options.memory}, check {metrics['memory_check']}")
     metrics["int8_onnx_dev"] = _onnx_dev(options.out_dir, splits)
     metrics["teacher_int8_onnx_dev"] = _onnx_dev(teacher_artifact, splits)
     metrics["accuracy_lost_vs_teacher_int8"] = {

@@ -49,6 +49,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     calibrate.set_defaults(handler=_calibrate)
 
+    from worker.model_build.memory import add_arguments as add_memory_arguments
+
+    memory = commands.add_parser(
+        "memory",
+        help="add a k-NN memory head over the training set's embeddings to an artifact (topic by default)",
+    )
+    memory.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="artifact folder")
+    memory.add_argument(
+        "--data", type=Path, required=True, help="the labelled JSONL the model was built on (its train split)"
+    )
+    memory.add_argument("--task", choices=("topic", "sentiment"), default="topic", help="whose logits")
+    add_memory_arguments(memory)
+    memory.set_defaults(handler=_memory)
+
     build = commands.add_parser("build", help="fine-tune, prune, distil and export the shipped encoder")
     build.add_argument("--sentiment-data", type=Path, required=True, help="JSONL with text + sentiment")
     build.add_argument("--topic-data", type=Path, required=True, help="JSONL with text + topic")
@@ -111,6 +125,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--prune-heads", type=positive_int, default=None, help="attention heads kept per layer"
     )
     shape.add_argument("--prune-ffn", type=positive_int, default=None, help="FFN neurons kept per layer")
+    build.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="ship the topic head alone, without the k-NN memory head over its training rows",
+    )
+    add_memory_arguments(build)
     build.add_argument(
         "--resume",
         action="store_true",
@@ -194,9 +214,14 @@ def _export(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from worker.model_build.build import BuildOptions, PruneTarget, run_build, with_teacher_loss_weights
+    from worker.model_build.memory import MemoryHeadError, spec_from_args
 
     default_shape = PruneTarget()
-
+    try:
+        memory = None if args.no_memory else spec_from_args(args)
+    except MemoryHeadError as exc:
+        print(f"finsignal model build: {exc}", file=sys.stderr)
+        return 2
     options = BuildOptions(
         sentiment_data=args.sentiment_data,
         topic_data=args.topic_data,
@@ -212,6 +237,7 @@ def _build(args: argparse.Namespace) -> int:
         exclude_topics=tuple(args.exclude_topic or ()),
         retrieval_projection=args.retrieval_projection,
         self_distil_epochs=args.teacher_self_distil,
+        memory=memory,
         prune=replace(
             default_shape,
             layers=args.prune_layers or default_shape.layers,
@@ -235,6 +261,12 @@ def _build(args: argparse.Namespace) -> int:
         print(f"finsignal model build: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from worker.model_build.memory import run_memory_command
+
+    return run_memory_command(args)
 
 
 def _eval(args: argparse.Namespace) -> int:

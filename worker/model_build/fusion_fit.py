@@ -48,6 +48,7 @@ from worker.model_build.data import (
     LabelledTexts,
     model_task_splits,
 )
+from worker.model_build.memory import MemoryVotes, spec_of
 
 CACHE_DIR = Path(".cache/fusion-fit")
 TEMPERATURES = (0.02, 0.03, 0.05, 0.08)
@@ -65,7 +66,26 @@ class Encoded:
     labels: np.ndarray
     embedding: np.ndarray
     sentiment_logits: np.ndarray
-    topic_logits: np.ndarray
+    topic_logits: np.ndarray  # with a memory head: mixed with its vote, each row's own point left out
+    # With a memory head only: the head's own topic logits, and each row's point in the memory (-1: none).
+    topic_head_logits: np.ndarray | None = None
+    memory_rows: np.ndarray | None = None
+
+    def concat(self, other: Encoded, rows: np.ndarray) -> Encoded:
+        """These rows followed by ``rows`` of ``other``."""
+
+        def join(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else np.concatenate([a, b[rows]])
+
+        return Encoded(
+            self.texts + [other.texts[i] for i in rows],
+            np.concatenate([self.labels, other.labels[rows]]),
+            np.concatenate([self.embedding, other.embedding[rows]]),
+            np.concatenate([self.sentiment_logits, other.sentiment_logits[rows]]),
+            np.concatenate([self.topic_logits, other.topic_logits[rows]]),
+            join(self.topic_head_logits, other.topic_head_logits),
+            join(self.memory_rows, other.memory_rows),
+        )
 
 
 @dataclass
@@ -80,6 +100,8 @@ class Episode:
     targets: np.ndarray  # label per scored row, in index.topics / sentiments order
     topic_keep: np.ndarray | None = None  # head topic columns kept (new-topic episodes)
     name: str = "plain"
+    # Topic logits of the scored rows when they differ from data's (a memory without the new topic)
+    topic_logits: np.ndarray | None = None
 
 
 @dataclass
@@ -96,6 +118,18 @@ class Context:
     # rows per split ("train", "dev"); labels index ``data_topics``.
     excluded_topics: list[str] = field(default_factory=list)
     held_out: dict[str, Encoded] = field(default_factory=dict)
+    memory: MemoryVotes | None = None  # the model's memory head, in numpy (None: it has none)
+
+    def encoded(
+        self, texts: list[str], labels: np.ndarray, out: dict[str, np.ndarray], memory_rows: np.ndarray | None
+    ) -> Encoded:
+        """``Encoded`` from encoder outputs; with a memory head, the topic logits mixed with its vote."""
+        if self.memory is None:
+            return Encoded(texts, labels, out["embedding"], out["sentiment_logits"], out["topic_logits"])
+        head = out["topic_logits"]
+        rows = np.full(len(texts), -1, np.int64) if memory_rows is None else memory_rows
+        mixed = self.memory.mixed(out["embedding"], head, own_rows=rows)
+        return Encoded(texts, labels, out["embedding"], out["sentiment_logits"], mixed, head, rows)
 
     @property
     def data_topics(self) -> list[str]:
@@ -114,7 +148,9 @@ class Context:
 def _encode_cached(encoder: Any, texts: list[str], what: str, batch_size: int = 64) -> dict[str, np.ndarray]:
     from tqdm.auto import tqdm
 
-    digest = hashlib.sha256(encoder.sha256.encode() + "\x00".join(texts).encode()).hexdigest()[:24]
+    # The same artifact gives other logits with and without its memory head (``Encoder.without_memory``).
+    graph = f"{encoder.sha256}:{'head' if getattr(encoder, 'without_memory', False) else 'graph'}"
+    digest = hashlib.sha256(graph.encode() + "\x00".join(texts).encode()).hexdigest()[:24]
     path = CACHE_DIR / f"{what}-{digest}.npz"
     if path.is_file():
         with np.load(path) as cached:
@@ -141,16 +177,17 @@ def _encode_cached(encoder: Any, texts: list[str], what: str, batch_size: int = 
 
 def _sample(
     data: LabelledTexts, limit: int | None, seed: int, per_class: int = 2 * N_EXEMPLARS
-) -> LabelledTexts:
-    """``limit`` random rows plus, for every class, at least ``per_class`` rows (new-topic episodes)."""
+) -> np.ndarray:
+    """Rows of ``data``: ``limit`` random ones plus, for every class, at least ``per_class`` (new-topic
+    episodes)."""
     if limit is None or len(data) <= limit:
-        return data
+        return np.arange(len(data))
     rng = np.random.default_rng(seed)
     rows = set(rng.choice(len(data), limit, replace=False).tolist())
     for label in np.unique(data.labels):
         members = np.flatnonzero(data.labels == label)
         rows.update(rng.choice(members, min(per_class, len(members)), replace=False).tolist())
-    return data.subset(np.array(sorted(rows)))
+    return np.array(sorted(rows))
 
 
 def load_context(
@@ -163,7 +200,11 @@ def load_context(
 ) -> Context:
     from worker.encoder import Encoder
 
-    encoder = Encoder(model_dir, intra_op_threads=0)
+    manifest = load_manifest(model_dir)
+    memory_spec = spec_of(manifest)
+    # With a memory head the fit needs the head's own logits: it mixes in the vote itself, leaving out
+    # each training row's own point (the graph would let it vote for its own label).
+    encoder = Encoder(model_dir, intra_op_threads=0, without_memory=memory_spec is not None)
     kb = load_kb_file(kb_path or DEFAULT_KB_PATH).entries
     ctx = Context(
         encoder=encoder,
@@ -172,7 +213,6 @@ def load_context(
         kb=kb,
         kb_embedding=_encode_cached(encoder, [e.text for e in kb], "kb")["embedding"],
     )
-    manifest = load_manifest(model_dir)
     ctx.excluded_topics = list(manifest.get("excluded_topics", []))
     excluded_rows: dict[str, dict[str, LabelledTexts]] = {}  # the topic file's, per excluded topic
     for task, path in (("sentiment", sentiment_data), ("topic", topic_data)):
@@ -181,12 +221,18 @@ def load_context(
         if task == "topic":
             excluded_rows = parts.excluded
         train, dev, calibration = parts.train, parts.dev, parts.calibration
-        splits = [("train", _sample(train, train_limit, seed)), ("dev", dev)]
+        if memory_spec is not None and task == memory_spec.task:
+            # The memory holds every train row of its task (``model memory``), in this order.
+            keys = _encode_cached(encoder, train.texts, f"{task}-memory")["embedding"]
+            ctx.memory = MemoryVotes(keys, train.labels, len(train.label_names), memory_spec)
+        sampled = _sample(train, train_limit, seed)
+        splits = [("train", train.subset(sampled), sampled), ("dev", dev, None)]
         if len(calibration):
-            splits.append(("calibration", calibration))
-        for split, data in splits:
+            splits.append(("calibration", calibration, None))
+        for split, data, memory_rows in splits:
             out = _encode_cached(encoder, data.texts, f"{task}-{split}")
-            getattr(ctx, split)[task] = Encoded(data.texts, data.labels, **out)
+            own = memory_rows if ctx.memory is not None and task == ctx.memory.spec.task else None
+            getattr(ctx, split)[task] = ctx.encoded(data.texts, data.labels, out, own)
     for split in ("train", "dev"):
         rows = [
             (text, ctx.data_topics.index(name))
@@ -196,7 +242,7 @@ def load_context(
         if rows:
             texts = [text for text, _ in rows]
             out = _encode_cached(encoder, texts, f"topic-held-out-{split}")
-            ctx.held_out[split] = Encoded(texts, np.array([label for _, label in rows]), **out)
+            ctx.held_out[split] = ctx.encoded(texts, np.array([label for _, label in rows]), out, None)
     return ctx
 
 
@@ -266,7 +312,19 @@ def new_topic_episode(
         rows = np.setdiff1d(rows, exemplars)
     position = {t: i for i, t in enumerate(index.topics)}
     targets = np.array([position.get(ctx.data_topics[label], -1) for label in score.labels[rows]])
-    episode = Episode("topic", fusion, index, score, rows, targets, topic_keep=keep, name=f"new:{name}")
+    logits = None
+    if ctx.memory is not None and name in ctx.head_topics:
+        # A new topic has no training rows: its points leave the memory too, not only the head column.
+        assert score.topic_head_logits is not None and score.memory_rows is not None
+        logits = ctx.memory.mixed(
+            score.embedding[rows],
+            score.topic_head_logits[rows],
+            own_rows=score.memory_rows[rows],
+            without_label=ctx.head_topics.index(name),
+        )
+    episode = Episode(
+        "topic", fusion, index, score, rows, targets, topic_keep=keep, name=f"new:{name}", topic_logits=logits
+    )
     return episode, exemplars
 
 
@@ -276,14 +334,7 @@ def edit_scoring_rows(ctx: Context, name: str) -> Encoded:
     if name in ctx.head_topics:
         return dev
     held = ctx.held_out["dev"]
-    rows = np.flatnonzero(held.labels == ctx.data_topics.index(name))
-    return Encoded(
-        dev.texts + [held.texts[i] for i in rows],
-        np.concatenate([dev.labels, held.labels[rows]]),
-        np.concatenate([dev.embedding, held.embedding[rows]]),
-        np.concatenate([dev.sentiment_logits, held.sentiment_logits[rows]]),
-        np.concatenate([dev.topic_logits, held.topic_logits[rows]]),
-    )
+    return dev.concat(held, np.flatnonzero(held.labels == ctx.data_topics.index(name)))
 
 
 def correction_episode(
@@ -340,7 +391,9 @@ def pieces(episode: Episode) -> Pieces:
 
 
 def _topic_logits(episode: Episode) -> np.ndarray:
-    logits = episode.data.topic_logits[episode.rows]
+    logits = (
+        episode.topic_logits if episode.topic_logits is not None else episode.data.topic_logits[episode.rows]
+    )
     return logits if episode.topic_keep is None else logits[:, episode.topic_keep]
 
 
@@ -509,13 +562,12 @@ def corrections(ctx: Context, params: FusionParams, rng: np.random.Generator, n:
         chosen = rng.choice(len(dev.labels), count, replace=False)
         para_texts = [p for row in chosen for p in _paraphrases(dev.texts[row])]
         para = ctx.encoder.encode(para_texts)
-        para_data = Encoded(
-            para_texts,
-            np.repeat(dev.labels[chosen], 3),
-            para.embedding,
-            para.sentiment_logits,
-            para.topic_logits,
-        )
+        outputs = {
+            "embedding": para.embedding,
+            "sentiment_logits": para.sentiment_logits,
+            "topic_logits": para.topic_logits,
+        }
+        para_data = ctx.encoded(para_texts, np.repeat(dev.labels[chosen], 3), outputs, None)
         flipped_self = flipped_para = 0
         changed_other = 0
         for k, row in enumerate(chosen):
