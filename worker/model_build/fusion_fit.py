@@ -215,16 +215,18 @@ def load_context(
     )
     ctx.excluded_topics = list(manifest.get("excluded_topics", []))
     excluded_rows: dict[str, dict[str, LabelledTexts]] = {}  # the topic file's, per excluded topic
-    for task, path in (("sentiment", sentiment_data), ("topic", topic_data)):
+    paths = {"sentiment": sentiment_data, "topic": topic_data}
+    if memory_spec is not None:  # before any split is encoded, so every split's logits are mixed
+        # The memory holds every train row of its task (``model memory``), in this order.
+        memory_train = model_task_splits(paths[memory_spec.task], memory_spec.task, manifest).train
+        keys = _encode_cached(encoder, memory_train.texts, f"{memory_spec.task}-memory")["embedding"]
+        ctx.memory = MemoryVotes(keys, memory_train.labels, len(memory_train.label_names), memory_spec)
+    for task, path in paths.items():
         # The build's own partition, so dev rows are rows the encoder never trained on.
         parts = model_task_splits(path, task, manifest)
         if task == "topic":
             excluded_rows = parts.excluded
         train, dev, calibration = parts.train, parts.dev, parts.calibration
-        if memory_spec is not None and task == memory_spec.task:
-            # The memory holds every train row of its task (``model memory``), in this order.
-            keys = _encode_cached(encoder, train.texts, f"{task}-memory")["embedding"]
-            ctx.memory = MemoryVotes(keys, train.labels, len(train.label_names), memory_spec)
         sampled = _sample(train, train_limit, seed)
         splits = [("train", train.subset(sampled), sampled), ("dev", dev, None)]
         if len(calibration):
