@@ -349,13 +349,16 @@ def _head_output(name: str) -> str:
 
 def embed_texts(model_dir: Path, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """The artifact's CPU ``embedding`` for each text (length-sorted batches, input order kept)."""
+    from tqdm.auto import tqdm
+
     from worker.model_build.evaluate import OnnxClassifier
     from worker.model_build.tokenizer_files import encode_batch
 
     classifier = OnnxClassifier(model_dir)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     parts = []
-    for start in range(0, len(order), batch_size):
+    batches = range(0, len(order), batch_size)
+    for start in tqdm(batches, desc="embed memory texts", unit="batch", leave=False, disable=None):
         ids, mask = encode_batch(classifier.tokenizer, [texts[i] for i in order[start : start + batch_size]])
         parts.append(classifier.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0])
     merged = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
