@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,20 @@ class OnnxClassifier:
                 f"{self.artifact.model_dir}: the model has no {task} head "
                 f"(outputs: {', '.join(self.outputs)})"
             )
+        return self.output(texts, name, batch_size)
+
+    def output(
+        self, texts: Sequence[str], name: str, batch_size: int = 64, progress: str | None = None
+    ) -> np.ndarray:
+        """Output ``name`` for each text, rows in input order; ``progress``: a progress bar's label."""
+        from tqdm.auto import tqdm
+
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
         parts: list[np.ndarray] = []
-        for start in range(0, len(order), batch_size):
+        batches = range(0, len(order), batch_size)
+        for start in tqdm(
+            batches, desc=progress, unit="batch", leave=False, disable=None if progress else True
+        ):
             chunk = [texts[i] for i in order[start : start + batch_size]]
             ids, mask = encode_batch(self.tokenizer, chunk)
             parts.append(self.session.run([name], {"input_ids": ids, "attention_mask": mask})[0])

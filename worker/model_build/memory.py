@@ -349,20 +349,9 @@ def _head_output(name: str) -> str:
 
 def embed_texts(model_dir: Path, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """The artifact's CPU ``embedding`` for each text (length-sorted batches, input order kept)."""
-    from tqdm.auto import tqdm
-
     from worker.model_build.evaluate import OnnxClassifier
-    from worker.model_build.tokenizer_files import encode_batch
 
-    classifier = OnnxClassifier(model_dir)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    parts = []
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc="embed memory texts", unit="batch", leave=False, disable=None):
-        ids, mask = encode_batch(classifier.tokenizer, [texts[i] for i in order[start : start + batch_size]])
-        parts.append(classifier.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0])
-    merged = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    return merged[np.argsort(np.asarray(order))]
+    return OnnxClassifier(model_dir).output(texts, "embedding", batch_size, progress="embed memory texts")
 
 
 def add_memory(
