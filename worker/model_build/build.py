@@ -377,22 +377,19 @@ def run_build(options: BuildOptions) -> dict[str, Any]:
         calibration_texts=calibration,
     )
     if options.memory is not None:
-        from worker.model_build.memory import add_memory, check_memory
+        from worker.model_build.memory import add_memory, check_memory, embed_texts
 
         metrics["int8_onnx_dev_without_memory"] = _onnx_dev(options.out_dir, splits)
         metrics["teacher_int8_onnx_dev_without_memory"] = _onnx_dev(teacher_artifact, splits)
         memory_train, memory_dev = splits[options.memory.task]
         data_path = options.topic_data if options.memory.task == "topic" else options.sentiment_data
-        for folder in (Path(options.out_dir), teacher_artifact):
-            add_memory(
-                folder,
-                memory_train.texts,
-                memory_train.labels,
-                options.memory,
-                f"train split of {data_path.name}",
-            )
+        source = f"train split of {data_path.name}"
+        teacher_keys = embed_texts(teacher_artifact, memory_train.texts)
+        add_memory(teacher_artifact, teacher_keys, memory_train.labels, options.memory, source)
+        keys = embed_texts(options.out_dir, memory_train.texts)  # also the check's reference keys
+        add_memory(options.out_dir, keys, memory_train.labels, options.memory, source)
         metrics["memory_check"] = check_memory(
-            options.out_dir, memory_dev.texts[:512], memory_train.texts, memory_train.labels
+            options.out_dir, memory_dev.texts[:512], keys, memory_train.labels
         )
         console.print(f"memory head: {options.memory}, check {metrics['memory_check']}")
     metrics["int8_onnx_dev"] = _onnx_dev(options.out_dir, splits)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from worker.fusion import logsumexp, softmax
 from worker.model_build.artifact import ArtifactError, load_manifest, verify_artifact, write_manifest
 from worker.model_build.calibrate import uint8_scale
 
@@ -135,8 +136,7 @@ class MemoryVotes:
 def mixed_logits(head_logits: np.ndarray, votes: np.ndarray, share: np.ndarray) -> np.ndarray:
     """``log((1 - share) softmax(head) + share votes) + logsumexp(head)``, ``share`` per row (numpy
     reference)."""
-    top = head_logits.max(axis=1, keepdims=True)
-    energy = top + np.log(np.exp(head_logits - top).sum(axis=1, keepdims=True))
+    energy = logsumexp(head_logits)[:, None]
     share = share[:, None]
     probs = (1 - share) * np.exp(head_logits - energy) + share * votes
     return np.log(np.maximum(probs, 1e-30)) + energy
@@ -355,9 +355,12 @@ def embed_texts(model_dir: Path, texts: Sequence[str], batch_size: int = 64) -> 
 
 
 def add_memory(
-    model_dir: Path, train_texts: Sequence[str], train_labels: np.ndarray, spec: MemorySpec, source: str
+    model_dir: Path, keys: np.ndarray, train_labels: np.ndarray, spec: MemorySpec, source: str
 ) -> dict[str, Any]:
-    """Add the memory head to every ONNX file of ``model_dir`` and record it in the manifest."""
+    """Add the memory head to every ONNX file of ``model_dir`` and record it in the manifest.
+
+    ``keys``: ``embed_texts(model_dir, train texts)``; the head leaves the ``embedding`` output as it is,
+    so the same keys serve ``check_memory`` afterwards."""
     import onnx
 
     spec.check()
@@ -368,9 +371,8 @@ def add_memory(
     names = artifact.labels.get(spec.task)
     if not names:
         raise MemoryHeadError(f"{model_dir}: the manifest has no {spec.task} labels")
-    if len(train_texts) == 0:
+    if len(keys) == 0:
         raise MemoryHeadError(f"no {spec.task} training texts to build the memory from")
-    keys = embed_texts(model_dir, train_texts)
     int8_range = (float(keys.min()), float(keys.max()))
     for target, filename in artifact.manifest["onnx"].items():
         path = model_dir / filename
@@ -393,9 +395,10 @@ def add_memory(
 
 
 def check_memory(
-    model_dir: Path, texts: Sequence[str], train_texts: Sequence[str], train_labels: np.ndarray
+    model_dir: Path, texts: Sequence[str], keys: np.ndarray, train_labels: np.ndarray
 ) -> dict[str, float]:
-    """The CPU file's mixed logits against the numpy reference (float keys) on ``texts``."""
+    """The CPU file's mixed logits against the numpy reference (float ``keys``, as for ``add_memory``)
+    on ``texts``."""
     import onnx
 
     from worker.model_build.session import open_session
@@ -405,7 +408,6 @@ def check_memory(
     spec = spec_of(artifact.manifest)
     if spec is None:
         raise MemoryHeadError(f"{model_dir} has no memory head")
-    keys = embed_texts(model_dir, train_texts)
     head_name = f"{PREFIX}/{spec.task}_head_logits"
     probe = onnx.load(str(artifact.onnx_path("cpu")))  # the head's own logits as an extra output
     probe.graph.output.append(onnx.helper.make_tensor_value_info(head_name, onnx.TensorProto.FLOAT, None))
@@ -416,21 +418,11 @@ def check_memory(
     votes, nearest = memory_probs(embedding, keys, np.asarray(train_labels), head.shape[1], spec)
     want = mixed_logits(head, votes, spec.share(nearest))
     return {
-        "prob_max_abs_diff": round(float(np.abs(_softmax(got) - _softmax(want)).max()), 6),
+        "prob_max_abs_diff": round(float(np.abs(softmax(got) - softmax(want)).max()), 6),
         "argmax_agreement": round(float((got.argmax(1) == want.argmax(1)).mean()), 4),
-        "energy_max_abs_diff": round(float(np.abs(_logsumexp(got) - _logsumexp(head)).max()), 6),
+        "energy_max_abs_diff": round(float(np.abs(logsumexp(got) - logsumexp(head)).max()), 6),
         "texts": len(texts),
     }
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _logsumexp(x: np.ndarray) -> np.ndarray:
-    top = x.max(axis=1)
-    return top + np.log(np.exp(x - top[:, None]).sum(axis=1))
 
 
 def add_memory_with_figures(
@@ -443,8 +435,9 @@ def add_memory_with_figures(
     """
     from worker.model_build.evaluate import OnnxClassifier, score
 
-    summary = add_memory(model_dir, train.texts, train.labels, spec, source)
-    check = check_memory(model_dir, dev.texts[:512], train.texts, train.labels)
+    keys = embed_texts(model_dir, train.texts)
+    summary = add_memory(model_dir, keys, train.labels, spec, source)
+    check = check_memory(model_dir, dev.texts[:512], keys, train.labels)
     report = score(OnnxClassifier(model_dir), dev, spec.task)
     manifest = load_manifest(model_dir)
     metrics = manifest.setdefault("metrics", {})
