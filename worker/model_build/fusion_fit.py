@@ -149,7 +149,7 @@ def _encode_cached(encoder: Any, texts: list[str], what: str, batch_size: int = 
     from tqdm.auto import tqdm
 
     # The same artifact gives other logits with and without its memory head (``Encoder.without_memory``).
-    graph = f"{encoder.sha256}:{'head' if getattr(encoder, 'without_memory', False) else 'graph'}"
+    graph = f"{encoder.sha256}:{'head' if encoder.without_memory else 'graph'}"
     digest = hashlib.sha256(graph.encode() + "\x00".join(texts).encode()).hexdigest()[:24]
     path = CACHE_DIR / f"{what}-{digest}.npz"
     if path.is_file():
@@ -216,10 +216,12 @@ def load_context(
     ctx.excluded_topics = list(manifest.get("excluded_topics", []))
     excluded_rows: dict[str, dict[str, LabelledTexts]] = {}  # the topic file's, per excluded topic
     paths = {"sentiment": sentiment_data, "topic": topic_data}
+    memory_out: dict[str, np.ndarray] = {}  # encoder outputs of every train row of the memory's task
     if memory_spec is not None:  # before any split is encoded, so every split's logits are mixed
         # The memory holds every train row of its task (``model memory``), in this order.
         memory_train = model_task_splits(paths[memory_spec.task], memory_spec.task, manifest).train
-        keys = _encode_cached(encoder, memory_train.texts, f"{memory_spec.task}-memory")["embedding"]
+        memory_out = _encode_cached(encoder, memory_train.texts, f"{memory_spec.task}-memory")
+        keys = memory_out["embedding"]
         ctx.memory = MemoryVotes(keys, memory_train.labels, len(memory_train.label_names), memory_spec)
     for task, path in paths.items():
         # The build's own partition, so dev rows are rows the encoder never trained on.
@@ -232,8 +234,11 @@ def load_context(
         if len(calibration):
             splits.append(("calibration", calibration, None))
         for split, data, memory_rows in splits:
-            out = _encode_cached(encoder, data.texts, f"{task}-{split}")
             own = memory_rows if ctx.memory is not None and task == ctx.memory.spec.task else None
+            if own is not None:  # train rows of the memory's task: already encoded with the memory
+                out = {name: values[own] for name, values in memory_out.items()}
+            else:
+                out = _encode_cached(encoder, data.texts, f"{task}-{split}")
             getattr(ctx, split)[task] = ctx.encoded(data.texts, data.labels, out, own)
     for split in ("train", "dev"):
         rows = [
